@@ -1,0 +1,236 @@
+"""Run-wide Settings, per-frame FrameEdit overrides, presets and their validation.
+
+Field names follow diffusers (num_inference_steps, guidance_scale, negative_prompt, ...); the same
+names are the CLI flags (with dashes), the app's mapping and the project file's keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+
+class Scheme(str, Enum):
+    """Interpolation schemes: the paper's method and its Table 1 baselines."""
+    METHOD = "method"                      # add noise - interpolate - denoise (the paper)
+    INTERPOLATE_ONLY = "interpolate_only"  # decode slerp(z_A, z_B, t)
+    INTERPOLATE_DENOISE = "interpolate_denoise"
+    DID = "did"                            # denoise - interpolate - denoise, shared noise
+    DID_INDEPENDENT = "did_independent"    # DID with independent noise per input
+
+
+class Curve(str, Enum):
+    """Schedule curves mapping frame index to position in [0, 1]."""
+    UNIFORM = "uniform"
+    EASE_IN = "ease_in"
+    EASE_OUT = "ease_out"
+    EASE_IN_OUT = "ease_in_out"
+    BETA = "beta"        # inverse CDF of Beta(curve_alpha, curve_beta), as AID/PAID
+    CUSTOM = "custom"    # monotone interpolation through curve_points
+
+
+class NoiseShape(str, Enum):
+    """How the noise fraction grows from the finest level (min) to the coarsest (max)."""
+    LINEAR = "linear"
+    CONVEX = "convex"    # x^2
+    CONCAVE = "concave"  # sqrt(x)
+
+
+class Fit(str, Enum):
+    """How an input is brought to the target aspect ratio."""
+    CROP = "crop"  # centre-crop
+    PAD = "pad"    # letterbox with black
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run depends on, apart from the inputs, per-frame edits and the model."""
+    # frames and schedule
+    frames: int = 17                 # total frames including both inputs (>= 3)
+    curve: Curve = Curve.UNIFORM
+    curve_alpha: float = 1.0         # Beta curve parameters (> 0)
+    curve_beta: float = 1.0
+    curve_points: tuple = ()         # ((x, y), ...) control points in [0,1]^2 for Curve.CUSTOM
+    noise_min: float = 0.30          # fraction of the DDIM schedule at the finest level (paper: 0.30)
+    noise_max: float = 0.55          # fraction at the coarsest level (paper: 0.55)
+    noise_shape: NoiseShape = NoiseShape.LINEAR
+    # sampling
+    scheme: Scheme = Scheme.METHOD
+    num_inference_steps: int = 200   # S, DDIM steps of the full schedule (paper: >= 200)
+    eta: float = 0.1                 # DDIM eta (paper code: mostly 0.1)
+    guidance_scale: float = 7.5      # classifier-free guidance (paper: 7.5)
+    seed: int = 0                    # run seed; frame/candidate generators derive from it
+    candidates: int = 0              # per frame; 0 = paper rule 8, 7, 6, ... never below 3
+    # text
+    prompt: str = ""                 # shared prompt, or prompt of image A when prompt_b is set
+    prompt_b: Optional[str] = None   # prompt of image B (None: same as prompt)
+    negative_prompt: str = ""
+    invert_steps: int = 0            # textual inversion iterations (0 = off; paper: 500)
+    invert_lr: float = 1e-4          # Adam learning rate (paper: 1e-4)
+    # pose
+    pose: bool = False               # pose guidance through the OpenPose ControlNet
+    pose_all_people: bool = False    # False: keep the largest person; True: all, left to right
+    control_peak: float = 1.5        # ControlNet scale at the middle frame (1.0 at the ends)
+    controlnet_conditioning_scale: float = 1.0  # global multiplier of the ramp
+    # ranking
+    rank_positive: str = ""          # CLIP positive text; empty with rank_negative empty = no ranking
+    rank_negative: str = ""
+    # inputs
+    size: int = 512                  # long side in pixels; both sides are multiples of 64
+    fit: Fit = Fit.CROP
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def prompt_pair(self) -> tuple:
+        """(prompt of A, prompt of B)."""
+        return self.prompt, self.prompt if self.prompt_b is None else self.prompt_b
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Settings":
+        return cls(**_coerce_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class Export:
+    """Video export knobs."""
+    fps: float = 10.0
+    pingpong: bool = False     # play forward then backward (no repeated turn-around frames)
+    loop: int = 0              # GIF loop count; 0 = forever
+    hold_first: int = 0        # extra copies of the first frame
+    hold_last: int = 0         # extra copies of the last frame
+
+    def __post_init__(self) -> None:
+        _check(self.fps > 0 and math.isfinite(self.fps), "fps", self.fps, "a positive number")
+        for name in ("loop", "hold_first", "hold_last"):
+            _check(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
+                   getattr(self, name), "an integer >= 0")
+
+
+@dataclass(frozen=True)
+class FrameEdit:
+    """One frame's overrides; every field None/default means "as the run says"."""
+    prompt: Optional[str] = None           # positive prompt override
+    negative_prompt: Optional[str] = None  # negative prompt override
+    strength: float = 1.0                  # 0 = interpolated condition, 1 = the override's embedding
+    keyframe: bool = False                 # the override becomes an anchor of the text path
+    seed: Optional[int] = None             # explicit seed for this frame's candidates
+    noise: Optional[float] = None          # schedule fraction overriding the level's noise
+    pose: Optional[dict] = None            # OpenPose JSON overriding the interpolated pose
+    candidate: Optional[int] = None        # user's pick among the frame's candidates
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.strength <= 1.0, "strength", self.strength, "a number in [0, 1]")
+        if self.noise is not None:
+            _check(0.0 < self.noise < 1.0, "noise", self.noise, "a fraction in (0, 1)")
+        if self.candidate is not None:
+            _check(isinstance(self.candidate, int) and self.candidate >= 0, "candidate",
+                   self.candidate, "an integer >= 0")
+        if self.seed is not None:
+            _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed", self.seed,
+                   "an integer in [0, 2^63)")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != f.default}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FrameEdit":
+        return cls(**_coerce_fields(cls, data))
+
+
+PRESETS: dict = {
+    "draft": dict(num_inference_steps=25, frames=9, eta=0.0, candidates=1, invert_steps=0),
+    "balanced": dict(num_inference_steps=50, frames=17, eta=0.1, candidates=3, invert_steps=100),
+    "paper": dict(num_inference_steps=200, frames=17, eta=0.1, guidance_scale=7.5, noise_min=0.30,
+                  noise_max=0.55, candidates=0, invert_steps=500, invert_lr=1e-4, control_peak=1.5),
+}
+
+
+def preset(name: str, **overrides: Any) -> Settings:
+    """Settings of a named preset (draft, balanced, paper) with explicit overrides on top."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is unknown; choose one of {sorted(PRESETS)}")
+    return Settings(**{**PRESETS[name], **overrides})
+
+
+def candidates_for_level(settings: Settings, level: int) -> int:
+    """Candidates per frame: fixed, or the paper's 8 at level 1, one fewer per level, never below 3."""
+    if settings.candidates > 0:
+        return settings.candidates
+    return max(8 - (level - 1), 3)
+
+
+def validate(s: Settings) -> None:
+    """Raise ValueError naming the first impossible field."""
+    _check(isinstance(s.frames, int) and 3 <= s.frames <= 1025, "frames", s.frames,
+           "an integer from 3 to 1025 (both inputs included)")
+    _check(isinstance(s.num_inference_steps, int) and 2 <= s.num_inference_steps <= 1000,
+           "num_inference_steps", s.num_inference_steps, "an integer from 2 to 1000")
+    _check(0.0 < s.noise_min <= s.noise_max < 1.0, "noise_min/noise_max",
+           (s.noise_min, s.noise_max), "fractions with 0 < noise_min <= noise_max < 1")
+    _check(0.0 <= s.eta <= 1.0, "eta", s.eta, "a number in [0, 1]")
+    _check(0.0 <= s.guidance_scale <= 50.0, "guidance_scale", s.guidance_scale, "in [0, 50]")
+    _check(s.curve_alpha > 0 and s.curve_beta > 0, "curve_alpha/curve_beta",
+           (s.curve_alpha, s.curve_beta), "positive numbers")
+    _check(isinstance(s.candidates, int) and 0 <= s.candidates <= 64, "candidates", s.candidates,
+           "an integer from 0 (paper rule) to 64")
+    _check(isinstance(s.invert_steps, int) and 0 <= s.invert_steps <= 10000, "invert_steps",
+           s.invert_steps, "an integer from 0 (off) to 10000")
+    _check(0.0 < s.invert_lr < 1.0, "invert_lr", s.invert_lr, "a number in (0, 1)")
+    _check(isinstance(s.size, int) and 64 <= s.size <= 2048 and s.size % 64 == 0, "size", s.size,
+           "a multiple of 64 from 64 to 2048")
+    _check(isinstance(s.seed, int) and 0 <= s.seed < 2**63, "seed", s.seed, "an integer in [0, 2^63)")
+    _check(0.0 <= s.control_peak <= 10.0, "control_peak", s.control_peak, "in [0, 10]")
+    _check(0.0 <= s.controlnet_conditioning_scale <= 10.0, "controlnet_conditioning_scale",
+           s.controlnet_conditioning_scale, "in [0, 10]")
+    for name in ("prompt", "negative_prompt", "rank_positive", "rank_negative"):
+        _check(isinstance(getattr(s, name), str), name, getattr(s, name), "a string")
+    if s.curve == Curve.CUSTOM:
+        _check(len(s.curve_points) >= 1, "curve_points", s.curve_points,
+               "at least one (x, y) point for the custom curve")
+
+
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed: expected {expected}")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy: enums become their value, tuples lists."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+_ENUMS = {"curve": Curve, "noise_shape": NoiseShape, "scheme": Scheme, "fit": Fit}
+
+
+def _coerce_fields(cls: type, data: dict) -> dict:
+    """Check keys against the dataclass and turn JSON values back into enums and tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
+    out = dict(data)
+    for name, enum in _ENUMS.items():
+        if name in out and not isinstance(out[name], enum):
+            try:
+                out[name] = enum(out[name])
+            except ValueError:
+                raise ValueError(f"{name}={out[name]!r} is not one of "
+                                 f"{[e.value for e in enum]}") from None
+    if "curve_points" in out:
+        out["curve_points"] = tuple(tuple(float(v) for v in p) for p in out["curve_points"])
+    return out

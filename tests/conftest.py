@@ -1,0 +1,17 @@
+"""Shared test set-up: offline, quiet, few threads; small shared fixtures."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "assets", "examples")
+
+
+@pytest.fixture(scope="session")
+def photo_pair():
+    """Two real photos (public domain, from assets/examples)."""
+    from PIL import Image
+    return (Image.open(os.path.join(EXAMPLES, "astronaut.jpg")).convert("RGB"),
+            Image.open(os.path.join(EXAMPLES, "chelsea.jpg")).convert("RGB"))
