@@ -1,0 +1,399 @@
+"""Content hashing and the frame cache: a bounded in-memory LRU over an atomic on-disk store.
+
+Layout on disk: ``<dir>/<key[:2]>/<key>/`` holding ``tensors.safetensors``, ``image_000.png`` ...
+and ``meta.json`` (format version, image count, tensor names, sha256 of every file, the caller's
+meta). An entry is written into a temporary sibling ``.tmp-*`` directory and renamed into place,
+so a reader sees a complete entry or none; a broken entry is logged, removed and reported as a miss.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import struct
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_HASH_HEADER = b"interp.content_hash.v1\0"
+_TMP_PREFIX = ".tmp-"
+_STALE_TMP_SECONDS = 3600.0
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,199}")
+_TENSOR_FILE = "tensors.safetensors"
+_META_FILE = "meta.json"
+_IMAGE_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})  # modes PNG stores losslessly
+_TENSOR_DTYPES = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                            torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
+
+def content_hash(obj: Any) -> str:
+    """Sha256 hex of a canonical, type-tagged serialisation of ``obj`` (cache keys hash content).
+
+    Distinguishes str/int/float/bool (``"1"``, ``1``, ``1.0``, ``True`` all differ; floats by
+    ``float.hex``, so ``-0.0 != 0.0``). Lists and tuples hash alike (JSON turns tuples into lists);
+    dict keys must be str and their order is irrelevant; an Enum hashes as its value (``Scheme.METHOD``
+    like ``"method"``); a dataclass as its class name and fields; tensors and arrays as dtype, shape
+    and bytes; PIL images as mode, size, palette and pixels. Paths and anything else: TypeError.
+    """
+    h = hashlib.sha256(_HASH_HEADER)
+    _feed(h, obj, set())
+    return h.hexdigest()
+
+
+def _blob(h: Any, tag: bytes, data: bytes) -> None:
+    h.update(tag + struct.pack("<Q", len(data)) + data)
+
+
+def _feed(h: Any, obj: Any, active: set[int]) -> None:
+    if obj is None:
+        h.update(b"N")
+    elif isinstance(obj, bool):
+        h.update(b"T" if obj else b"F")
+    elif isinstance(obj, enum.Enum):
+        _feed(h, obj.value, active)
+    elif isinstance(obj, np.generic):  # numpy scalars hash as the Python scalar they convert to
+        _feed(h, obj.item(), active)
+    elif isinstance(obj, int):
+        _blob(h, b"i", obj.to_bytes(obj.bit_length() // 8 + 1, "little", signed=True))
+    elif isinstance(obj, float):
+        _blob(h, b"f", float.hex(obj).encode())
+    elif isinstance(obj, str):
+        _blob(h, b"s", obj.encode("utf-8", "surrogatepass"))
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        _blob(h, b"b", bytes(obj))
+    elif isinstance(obj, (PurePath, os.PathLike)):
+        raise TypeError(f"cannot hash path {str(obj)!r}: content must be hashed, never paths "
+                        "(read the file and hash its content)")
+    elif isinstance(obj, (torch.Tensor, np.ndarray, Image.Image)):
+        _feed_array(h, obj)
+    else:
+        _feed_container(h, obj, active)
+
+
+def _feed_container(h: Any, obj: Any, active: set[int]) -> None:
+    is_dataclass = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+    if not (is_dataclass or isinstance(obj, (dict, list, tuple))):
+        raise TypeError(f"cannot hash {type(obj).__qualname__}; content must be JSON-like data, "
+                        "tensors, arrays, PIL images, enums or dataclasses, never paths")
+    if id(obj) in active:
+        raise ValueError(f"cannot hash a self-referencing {type(obj).__qualname__}")
+    active.add(id(obj))
+    if is_dataclass:
+        _blob(h, b"D", type(obj).__qualname__.encode())
+        _feed_dict(h, {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}, active)
+    elif isinstance(obj, dict):
+        _feed_dict(h, obj, active)
+    else:
+        h.update(b"l" + struct.pack("<Q", len(obj)))
+        for item in obj:
+            _feed(h, item, active)
+    active.discard(id(obj))
+
+
+def _feed_dict(h: Any, obj: dict, active: set[int]) -> None:
+    items = []
+    for k, v in obj.items():
+        key = k.value if isinstance(k, enum.Enum) else k
+        if not isinstance(key, str):
+            raise TypeError(f"cannot hash a dict with a {type(k).__qualname__} key {k!r}; keys must be str")
+        items.append((str.__str__(key), v))
+    h.update(b"d" + struct.pack("<Q", len(items)))
+    for key, value in sorted(items, key=lambda kv: kv[0]):
+        _blob(h, b"s", key.encode("utf-8", "surrogatepass"))
+        _feed(h, value, active)
+
+
+def _feed_array(h: Any, obj: Any) -> None:
+    if isinstance(obj, Image.Image):
+        _blob(h, b"p", obj.mode.encode())
+        h.update(struct.pack("<QQ", *obj.size))
+        palette = obj.getpalette() if obj.mode in ("P", "PA") else None
+        _blob(h, b"b", bytes(palette or ()))
+        _blob(h, b"b", obj.tobytes())
+    elif isinstance(obj, torch.Tensor):
+        if obj.layout != torch.strided or obj.is_meta:
+            raise TypeError(f"cannot hash a {obj.layout} / meta tensor; only dense tensors with data")
+        t = obj.detach().resolve_conj().resolve_neg().cpu().contiguous()
+        _blob(h, b"t", str(t.dtype).encode())
+        h.update(struct.pack(f"<Q{t.dim()}Q", t.dim(), *t.shape))
+        _blob(h, b"b", t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    else:
+        a = np.asarray(obj)
+        if a.dtype.hasobject or a.dtype.fields is not None:
+            raise TypeError(f"cannot hash a numpy array of dtype {a.dtype}; only plain numeric dtypes")
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype)
+        _blob(h, b"a", a.dtype.str.encode())
+        h.update(struct.pack(f"<Q{a.ndim}Q", a.ndim, *a.shape))
+        _blob(h, b"b", a.tobytes())
+
+
+@dataclass(frozen=True, eq=False)
+class Record:
+    """One cache entry: named tensors (safetensors), images (PNG) and JSON-serialisable metadata."""
+    tensors: dict[str, torch.Tensor]
+    images: tuple[Image.Image, ...] = ()
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tensors, dict):
+            raise TypeError(f"Record.tensors must be a dict, got {type(self.tensors).__qualname__}")
+        for name, t in self.tensors.items():
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"Record.tensors keys must be non-empty str, got {name!r}")
+            if not isinstance(t, torch.Tensor) or t.layout != torch.strided or t.dtype not in _TENSOR_DTYPES:
+                raise TypeError(f"Record.tensors[{name!r}] must be a dense tensor of a safetensors dtype, "
+                                f"got {type(t).__qualname__} {getattr(t, 'dtype', '')}")
+        object.__setattr__(self, "images", tuple(self.images))
+        for i, im in enumerate(self.images):
+            if not isinstance(im, Image.Image) or im.mode not in _IMAGE_MODES:
+                raise TypeError(f"Record.images[{i}] must be a PIL image in mode {sorted(_IMAGE_MODES)}, "
+                                f"got {type(im).__qualname__} {getattr(im, 'mode', '')}")
+        if not isinstance(self.meta, dict):
+            raise TypeError(f"Record.meta must be a dict, got {type(self.meta).__qualname__}")
+        try:
+            json.dumps(self.meta)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"Record.meta must be JSON-serialisable: {exc}") from exc
+
+    def nbytes(self) -> int:
+        """Approximate memory held: tensor bytes + image pixel bytes + the JSON size of meta."""
+        n = sum(t.element_size() * t.numel() for t in self.tensors.values())
+        n += sum(im.width * im.height * len(im.getbands()) for im in self.images)
+        return n + (len(json.dumps(self.meta)) if self.meta else 0)
+
+    def copy(self) -> Record:
+        """An independent deep copy: contiguous CPU tensors, copied images, meta via a JSON round trip."""
+        return Record({k: t.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+                       for k, t in self.tensors.items()},
+                      tuple(im.copy() for im in self.images), json.loads(json.dumps(self.meta)))
+
+
+def default_store_dir() -> Path:
+    """The frame cache directory: ``$XDG_CACHE_HOME`` (if absolute) or ``~/.cache``, then interp/frames."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "interp" / "frames"
+
+
+class FrameStore:
+    """get / put / contains over a bounded in-memory LRU (by bytes) and an optional disk directory.
+
+    Thread-safe. Tensors come back on the CPU. Records are copied on put and on get, so mutating
+    what was put or what was returned never changes the cache.
+    """
+
+    def __init__(self, directory: str | Path | None = None, memory_bytes: int = 1 << 30) -> None:
+        if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, int) or memory_bytes < 0:
+            raise ValueError(f"memory_bytes must be an int >= 0, got {memory_bytes!r}")
+        if directory is not None and not isinstance(directory, (str, PurePath)):
+            raise TypeError(f"directory must be a str, Path or None, got {type(directory).__qualname__}")
+        self.directory = Path(directory) if directory is not None else None
+        self.memory_limit = memory_bytes
+        self._lock = threading.Lock()
+        self._lru: OrderedDict[str, tuple[Record, int]] = OrderedDict()
+        self._used = 0
+        self._stats = {"hits": 0, "disk_hits": 0, "misses": 0, "corrupt": 0}
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temps()
+
+    def get(self, key: str) -> Record | None:
+        """The record stored under ``key`` (memory, then disk, promoted to memory), or None."""
+        _check_key(key)
+        with self._lock:
+            entry = self._lru.get(key)
+            if entry is not None:
+                self._lru.move_to_end(key)
+                self._stats["hits"] += 1
+        if entry is not None:
+            return entry[0].copy()
+        record = self._read_entry(key) if self.directory is not None else None
+        with self._lock:
+            self._stats["misses" if record is None else "disk_hits"] += 1
+            if record is not None:
+                self._stats["hits"] += 1
+                self._remember(key, record, record.nbytes())
+        return record.copy() if record is not None else None
+
+    def put(self, key: str, record: Record) -> None:
+        """Store ``record`` under ``key`` in memory and, atomically, on disk (a disk failure only warns)."""
+        _check_key(key)
+        if not isinstance(record, Record):
+            raise TypeError(f"record must be a Record, got {type(record).__qualname__}")
+        stored = record.copy()
+        if self.directory is not None:
+            try:
+                self._write_entry(key, stored)
+            except OSError as exc:
+                logger.warning("frame cache: could not write entry %s to %s: %s", key, self.directory, exc)
+        with self._lock:
+            self._remember(key, stored, stored.nbytes())
+
+    def contains(self, key: str) -> bool:
+        """Cheap check: in memory, or an entry's meta.json exists on disk (not verified)."""
+        _check_key(key)
+        with self._lock:
+            if key in self._lru:
+                return True
+        return self.directory is not None and (self._entry_dir(key) / _META_FILE).is_file()
+
+    def stats(self) -> dict:
+        """Counters: hits (memory + disk), disk_hits, misses, corrupt, memory_bytes, entries."""
+        with self._lock:
+            return dict(self._stats, memory_bytes=self._used, entries=len(self._lru))
+
+    def _remember(self, key: str, record: Record, size: int) -> None:
+        """Insert into the LRU (lock held); an entry larger than the whole budget is not kept."""
+        old = self._lru.pop(key, None)
+        if old is not None:
+            self._used -= old[1]
+        if size > self.memory_limit:
+            return
+        self._lru[key] = (record, size)
+        self._used += size
+        while self._used > self.memory_limit:
+            _, (_, evicted) = self._lru.popitem(last=False)
+            self._used -= evicted
+
+    def _entry_dir(self, key: str) -> Path:
+        assert self.directory is not None
+        return self.directory / key[:2] / key
+
+    def _write_entry(self, key: str, record: Record) -> None:
+        final = self._entry_dir(key)
+        if final.is_dir():
+            return  # same key, same content: already stored (get() replaces a broken one)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{key}-", dir=final.parent))
+        try:
+            _write_files(tmp, key, record)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+                logger.debug("frame cache: another writer stored %s first", key)
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                _fsync_dir(final.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _read_entry(self, key: str) -> Record | None:
+        final = self._entry_dir(key)
+        if not final.is_dir():
+            return None
+        try:
+            return _read_files(final, key)
+        except Exception as exc:  # any failure to read means a broken entry: drop it, caller recomputes
+            logger.warning("frame cache: entry %s in %s is unreadable (%s: %s); removing it",
+                           key, final, type(exc).__name__, exc)
+            with self._lock:
+                self._stats["corrupt"] += 1
+            self._remove_dir(final)
+            return None
+
+    def _remove_dir(self, path: Path) -> None:
+        """Rename out of the way first, so no reader sees a half-deleted entry; then delete."""
+        trash = path.parent / f"{_TMP_PREFIX}del-{uuid.uuid4().hex}"
+        try:
+            os.rename(path, trash)
+        except OSError:
+            return  # already gone (another reader removed it)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _remove_stale_temps(self) -> None:
+        """Delete temporary dirs left by killed writers (older than an hour; younger may be live)."""
+        assert self.directory is not None
+        cutoff = time.time() - _STALE_TMP_SECONDS
+        for shard in os.scandir(self.directory):
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(shard.path):
+                if entry.name.startswith(_TMP_PREFIX) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    logger.info("frame cache: removing stale temporary %s", entry.path)
+                    shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+        raise ValueError(f"key must be 2-200 characters of [A-Za-z0-9_-] starting alphanumeric, got {key!r}")
+
+
+def _write_synced(path: Path, data: bytes) -> str:
+    """Write ``data`` to ``path``, fsync it and return its sha256."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # platforms without directory fds skip this
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_files(tmp: Path, key: str, record: Record) -> None:
+    files = {_TENSOR_FILE: _write_synced(tmp / _TENSOR_FILE, safetensors.torch.save(record.tensors))}
+    for i, im in enumerate(record.images):
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", compress_level=1)
+        files[f"image_{i:03d}.png"] = _write_synced(tmp / f"image_{i:03d}.png", buf.getvalue())
+    doc = {"format": FORMAT_VERSION, "key": key, "images": len(record.images),
+           "tensors": sorted(record.tensors), "files": files, "meta": record.meta}
+    _write_synced(tmp / _META_FILE, json.dumps(doc, sort_keys=True).encode())
+    _fsync_dir(tmp)
+
+
+def _read_verified(path: Path, digest: str) -> bytes:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError(f"checksum mismatch in {path.name}")
+    return data
+
+
+def _read_files(final: Path, key: str) -> Record:
+    doc = json.loads((final / _META_FILE).read_text("utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_VERSION:
+        raise ValueError(f"meta.json is not format {FORMAT_VERSION}")
+    if doc["key"] != key:
+        raise ValueError(f"meta.json belongs to key {doc['key']!r}")
+    count, files = doc["images"], doc["files"]
+    names = [f"image_{i:03d}.png" for i in range(count)]
+    if set(files) != {_TENSOR_FILE, *names}:
+        raise ValueError(f"meta.json lists files {sorted(files)} but records {count} images")
+    tensors = safetensors.torch.load(_read_verified(final / _TENSOR_FILE, files[_TENSOR_FILE]))
+    if sorted(tensors) != doc["tensors"]:
+        raise ValueError(f"tensors {sorted(tensors)} differ from meta.json's {doc['tensors']}")
+    images = []
+    for name in names:
+        with Image.open(io.BytesIO(_read_verified(final / name, files[name])), formats=["PNG"]) as im:
+            im.load()
+            images.append(im.copy())
+    return Record(tensors, tuple(images), doc["meta"])

@@ -1,0 +1,429 @@
+"""Tests of interp.store: content hashing, Record, and FrameStore (LRU, disk, corruption, threads)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+
+from interp.settings import Scheme, Settings
+from interp.store import FrameStore, Record, content_hash, default_store_dir
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _image(seed: int, size: tuple[int, int] = (8, 6), mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    bands = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    pixels = rng.integers(0, 256, size=(size[1], size[0], bands), dtype=np.uint8)
+    return Image.fromarray(pixels.squeeze(-1) if bands == 1 else pixels)
+
+
+def _record(seed: int, n: int = 16, images: int = 1) -> Record:
+    g = torch.Generator().manual_seed(seed)
+    return Record({"latents": torch.randn(n, generator=g), "scores": torch.arange(3) + seed},
+                  tuple(_image(seed * 10 + i) for i in range(images)), {"seed": seed, "name": f"r{seed}"})
+
+
+def _same(a: Record, b: Record) -> bool:
+    return (a.tensors.keys() == b.tensors.keys()
+            and all(a.tensors[k].dtype == b.tensors[k].dtype and torch.equal(a.tensors[k], b.tensors[k])
+                    for k in a.tensors)
+            and len(a.images) == len(b.images)
+            and all(x.mode == y.mode and x.size == y.size and x.tobytes() == y.tobytes()
+                    for x, y in zip(a.images, b.images))
+            and a.meta == b.meta)
+
+
+def _entry(root: Path, key: str) -> Path:
+    return root / key[:2] / key
+
+
+KEY = content_hash("the key")
+
+
+# ---------------------------------------------------------------------------------- content_hash
+
+def test_hash_matches_the_documented_encoding_for_scalars():
+    def ref(tag: bytes, data: bytes) -> str:
+        return hashlib.sha256(b"interp.content_hash.v1\0" + tag + struct.pack("<Q", len(data)) + data).hexdigest()
+    assert content_hash("ab") == ref(b"s", b"ab")
+    assert content_hash(1) == ref(b"i", b"\x01")
+    assert content_hash(-1) == ref(b"i", b"\xff")
+    assert content_hash(255) == ref(b"i", b"\xff\x00")
+    assert content_hash(1.5) == ref(b"f", b"0x1.8000000000000p+0")
+    assert content_hash(None) == hashlib.sha256(b"interp.content_hash.v1\0N").hexdigest()
+
+
+def test_hash_distinguishes_types_that_compare_equal_in_python():
+    values = ["1", 1, 1.0, True, [1], {"1": 1}, b"1", None, 0, 0.0, -0.0, False, "", [], {}, b"", [[]], [None]]
+    hashes = [content_hash(v) for v in values]
+    assert len(set(hashes)) == len(values)
+
+
+def test_hash_containers_are_unambiguous():
+    assert content_hash(["a", "b"]) != content_hash(["ab"])
+    assert content_hash([["a"], "b"]) != content_hash([["a", "b"]])
+    assert content_hash({"a": "b", "c": "d"}) != content_hash({"a": "bc", "": "d"})
+
+
+def test_hash_list_and_tuple_alike_and_dict_order_irrelevant():
+    assert content_hash((1, (2, 3))) == content_hash([1, [2, 3]])
+    assert content_hash({"a": 1, "b": [2.5, None]}) == content_hash({"b": [2.5, None], "a": 1})
+    assert content_hash({"a": 1}) != content_hash({"a": 2})
+
+
+def test_hash_enum_is_its_value_and_dataclass_is_name_and_fields():
+    class Color(Enum):
+        RED = 3
+    assert content_hash(Scheme.DID) == content_hash("did")
+    assert content_hash(Color.RED) == content_hash(3)
+
+    @dataclasses.dataclass
+    class A:
+        x: int
+        y: tuple = ()
+
+    @dataclasses.dataclass
+    class B:
+        x: int
+        y: tuple = ()
+    assert content_hash(A(1, (2,))) == content_hash(A(1, [2]))
+    assert content_hash(A(1)) != content_hash(B(1))
+    assert content_hash(A(1)) != content_hash(A(2))
+    assert content_hash(A(1)) != content_hash({"x": 1, "y": []})
+    assert content_hash(Settings()) == content_hash(Settings())
+    assert content_hash(Settings()) != content_hash(dataclasses.replace(Settings(), seed=1))
+
+
+def test_hash_tensors_by_content():
+    a = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    assert content_hash(a) == content_hash(a.clone())
+    assert content_hash(a) == content_hash(a.t().contiguous().t())  # same values, other strides
+    b = a.clone()
+    b[2, 3] = 11.000001
+    assert content_hash(a) != content_hash(b)
+    assert content_hash(a) != content_hash(a.reshape(4, 3))
+    assert content_hash(a) != content_hash(a.double())
+    assert content_hash(a.bfloat16()) != content_hash(a.half())
+    assert content_hash(torch.tensor(1.0, requires_grad=True)) == content_hash(torch.tensor(1.0))
+
+
+def test_hash_numpy_and_images_by_content():
+    x = np.arange(6, dtype=np.int16).reshape(2, 3)
+    assert content_hash(x) == content_hash(x.copy()) == content_hash(x.astype(">i2"))
+    assert content_hash(x) != content_hash(x.astype(np.int32))
+    assert content_hash(np.float32(2.0)) == content_hash(2.0)
+    assert content_hash(np.int64(2)) == content_hash(2)
+    im = _image(1)
+    assert content_hash(im) == content_hash(_image(1))
+    assert content_hash(im) != content_hash(im.convert("RGBA"))
+    changed = im.copy()
+    changed.putpixel((0, 0), (0, 0, 0) if im.getpixel((0, 0)) != (0, 0, 0) else (1, 0, 0))
+    assert content_hash(im) != content_hash(changed)
+
+
+def test_hash_rejects_paths_unknown_objects_bad_keys_and_cycles():
+    with pytest.raises(TypeError, match="never paths"):
+        content_hash(Path("/tmp/a.png"))
+    with pytest.raises(TypeError, match="never paths"):
+        content_hash({"image": Path("a.png")})
+    with pytest.raises(TypeError, match="object"):
+        content_hash(object())
+    with pytest.raises(TypeError, match="set"):
+        content_hash({1, 2})
+    with pytest.raises(TypeError, match="keys must be str"):
+        content_hash({1: "a"})
+    with pytest.raises(TypeError, match="dtype object"):
+        content_hash(np.array([None]))
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="self-referencing"):
+        content_hash(loop)
+    shared = [1]
+    assert content_hash([shared, shared]) == content_hash([[1], [1]])  # shared is not a cycle
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_json, _json)
+def test_hash_equal_exactly_when_json_equal(a, b):
+    assert content_hash(a) == content_hash(copy.deepcopy(a)) == content_hash(json.loads(json.dumps(a)))
+    same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert (content_hash(a) == content_hash(b)) == same
+
+
+# ---------------------------------------------------------------------------------------- Record
+
+def test_record_nbytes_and_validation():
+    r = Record({"a": torch.zeros(2, 3), "b": torch.zeros(4, dtype=torch.float16)},
+               [Image.new("RGB", (4, 5))], {"a": 1})
+    assert isinstance(r.images, tuple)
+    assert r.nbytes() == 24 + 8 + 60 + len('{"a": 1}')
+    assert Record({}).nbytes() == 0
+    with pytest.raises(TypeError, match="meta"):
+        Record({}, meta={"p": Path("x")})
+    with pytest.raises(TypeError, match="tensors"):
+        Record({"a": np.zeros(2)})
+    with pytest.raises(TypeError, match="images"):
+        Record({}, (Image.new("CMYK", (2, 2)),))
+
+
+# -------------------------------------------------------------------------------- memory store
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.bool])
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_round_trip_is_exact(tmp_path, dtype, on_disk):
+    g = torch.Generator().manual_seed(0)
+    t = (torch.randn(2, 3, 5, generator=g) * 100).to(dtype)
+    rec = Record({"x": t, "strided": t.transpose(0, 2)},
+                 (_image(1), _image(2, (5, 7), "RGBA"), _image(3, (3, 2), "L")),
+                 {"list": [1, 2.5, None], "text": "é", "nested": {"k": True}})
+    store = FrameStore(tmp_path if on_disk else None)
+    store.put(KEY, rec)
+    got = (FrameStore(tmp_path) if on_disk else store).get(KEY)
+    assert got is not None and _same(got, rec)
+    assert got.tensors["strided"].is_contiguous()
+
+
+def test_meta_is_json_normalised_in_memory_and_on_disk(tmp_path):
+    store = FrameStore(tmp_path)
+    store.put(KEY, Record({}, meta={"pair": (1, 2)}))
+    assert store.get(KEY).meta == {"pair": [1, 2]}
+    assert FrameStore(tmp_path).get(KEY).meta == {"pair": [1, 2]}
+
+
+def test_returned_and_put_records_are_independent_copies():
+    store = FrameStore()
+    rec = _record(1)
+    store.put(KEY, rec)
+    rec.tensors["latents"].fill_(0)
+    rec.images[0].putpixel((0, 0), (1, 2, 3))
+    rec.meta["seed"] = 99
+    got = store.get(KEY)
+    assert _same(got, _record(1))
+    got.tensors["latents"].add_(1)
+    got.images[0].paste((9, 9, 9), (0, 0, 8, 6))
+    got.meta["name"] = "changed"
+    assert _same(store.get(KEY), _record(1))
+
+
+def test_lru_evicts_least_recently_used_by_bytes():
+    size = Record({"x": torch.zeros(256)}).nbytes()
+    assert size == 1024
+    store = FrameStore(memory_bytes=2500)
+    keys = [content_hash(i) for i in range(3)]
+    store.put(keys[0], Record({"x": torch.full((256,), 0.0)}))
+    store.put(keys[1], Record({"x": torch.full((256,), 1.0)}))
+    assert store.get(keys[0]) is not None  # keys[0] now most recent
+    store.put(keys[2], Record({"x": torch.full((256,), 2.0)}))
+    assert store.contains(keys[0]) and not store.contains(keys[1]) and store.contains(keys[2])
+    assert store.get(keys[1]) is None
+    assert float(store.get(keys[2]).tensors["x"][0]) == 2.0
+    s = store.stats()
+    assert (s["entries"], s["memory_bytes"], s["hits"], s["misses"]) == (2, 2048, 2, 1)
+
+
+def test_entry_bigger_than_budget_skips_memory_but_reaches_disk(tmp_path):
+    store = FrameStore(tmp_path, memory_bytes=100)
+    small = content_hash("small")
+    store.put(small, Record({"x": torch.ones(16)}))  # 64 bytes
+    store.put(KEY, Record({"x": torch.ones(64)}))  # 256 bytes: evicts nothing, is not kept
+    assert store.stats()["entries"] == 1 and store.stats()["memory_bytes"] == 64
+    (tmp_path / small[:2] / small / "meta.json").unlink()
+    assert torch.equal(store.get(small).tensors["x"], torch.ones(16))  # still served from memory
+    assert torch.equal(store.get(KEY).tensors["x"], torch.ones(64))
+    assert store.stats()["disk_hits"] == 1 and store.stats()["entries"] == 1
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="memory_bytes"):
+        FrameStore(memory_bytes=-1)
+    store = FrameStore()
+    for bad in ("", "a", "../etc", ".tmp-x", "a/b", 12):
+        with pytest.raises(ValueError, match="key"):
+            store.get(bad)
+    with pytest.raises(TypeError, match="Record"):
+        store.put(KEY, {"x": torch.zeros(1)})
+
+
+# ---------------------------------------------------------------------------------- disk store
+
+def test_disk_persists_across_instances_and_promotes_to_memory(tmp_path):
+    FrameStore(tmp_path).put(KEY, _record(5, images=2))
+    entry = _entry(tmp_path, KEY)
+    assert sorted(p.name for p in entry.iterdir()) == ["image_000.png", "image_001.png", "meta.json",
+                                                      "tensors.safetensors"]
+    doc = json.loads((entry / "meta.json").read_text())
+    assert (doc["format"], doc["images"], doc["meta"]) == (1, 2, {"seed": 5, "name": "r5"})
+    store = FrameStore(tmp_path)
+    assert store.contains(KEY) and not store.contains(content_hash("other"))
+    assert _same(store.get(KEY), _record(5, images=2))
+    assert store.stats()["entries"] == 1
+    for p in entry.iterdir():
+        p.unlink()
+    entry.rmdir()
+    assert _same(store.get(KEY), _record(5, images=2))  # served from memory now
+
+
+def _truncate_tensors(entry: Path) -> None:
+    p = entry / "tensors.safetensors"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _flip_tensor_byte(entry: Path) -> None:
+    p = entry / "tensors.safetensors"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 1
+    p.write_bytes(bytes(data))
+
+
+def _set_image_count(entry: Path) -> None:
+    doc = json.loads((entry / "meta.json").read_text())
+    doc["images"] = 3
+    (entry / "meta.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("damage", [
+    _truncate_tensors,
+    _flip_tensor_byte,
+    lambda e: (e / "image_001.png").unlink(),
+    lambda e: (e / "image_000.png").write_bytes(b"\x89PNG garbage"),
+    lambda e: (e / "meta.json").write_text("{not json"),
+    lambda e: (e / "meta.json").write_text("[]"),
+    lambda e: (e / "meta.json").unlink(),
+    _set_image_count,
+], ids=["truncated", "bitflip", "png-deleted", "png-garbage", "meta-garbage", "meta-list", "meta-deleted",
+        "count-mismatch"])
+def test_broken_entry_warns_returns_none_and_can_be_rewritten(tmp_path, caplog, damage):
+    FrameStore(tmp_path).put(KEY, _record(2, images=2))
+    damage(_entry(tmp_path, KEY))
+    store = FrameStore(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="interp.store"):
+        assert store.get(KEY) is None
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert KEY in caplog.records[0].getMessage()
+    assert not _entry(tmp_path, KEY).exists() and not store.contains(KEY)
+    assert store.stats()["corrupt"] == 1
+    store.put(KEY, _record(2, images=2))
+    assert _same(FrameStore(tmp_path).get(KEY), _record(2, images=2))
+    assert [p.name for p in _entry(tmp_path, KEY).parent.iterdir()] == [KEY]  # no temp or trash left
+
+
+def test_leftover_temp_dirs_ignored_and_stale_ones_removed(tmp_path):
+    shard = tmp_path / KEY[:2]
+    fresh, stale = shard / f".tmp-{KEY}-fresh", shard / f".tmp-{KEY}-stale"
+    for d in (fresh, stale):
+        d.mkdir(parents=True)
+        (d / "tensors.safetensors").write_bytes(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    store = FrameStore(tmp_path)
+    assert not stale.exists() and fresh.exists()  # a young temp may belong to a live writer
+    assert store.get(KEY) is None and not store.contains(KEY)
+    store.put(KEY, _record(3))
+    assert _same(FrameStore(tmp_path).get(KEY), _record(3))
+
+
+def test_second_writer_of_an_existing_key_discards_its_temp(tmp_path):
+    FrameStore(tmp_path).put(KEY, _record(4))
+    store = FrameStore(tmp_path)
+    store._write_entry(KEY, _record(4))  # the final exists: nothing is written
+    assert [p.name for p in (tmp_path / KEY[:2]).iterdir()] == [KEY]
+
+
+def test_rename_race_loser_discards_temp(tmp_path, monkeypatch):
+    store = FrameStore(tmp_path)
+    winner = FrameStore(tmp_path)
+    real_rename = os.rename
+
+    def rename_after_winner(src, dst):
+        if ".tmp-" in str(src) and "del-" not in str(src) and not Path(dst).exists():
+            monkeypatch.setattr(os, "rename", real_rename)
+            winner.put(KEY, _record(6))  # the other writer finishes first
+        return os.rename(src, dst)
+    monkeypatch.setattr(os, "rename", rename_after_winner)
+    store.put(KEY, _record(6))
+    assert [p.name for p in (tmp_path / KEY[:2]).iterdir()] == [KEY]
+    assert _same(FrameStore(tmp_path).get(KEY), _record(6))
+
+
+def test_disk_write_failure_warns_and_keeps_memory(tmp_path, caplog):
+    (tmp_path / KEY[:2]).write_text("a file where the shard directory should be")
+    store = FrameStore(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="interp.store"):
+        store.put(KEY, _record(7))
+    assert KEY in caplog.text
+    assert _same(store.get(KEY), _record(7))
+
+
+def test_default_store_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_store_dir() == tmp_path / "interp" / "frames"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")
+    assert default_store_dir() == Path.home() / ".cache" / "interp" / "frames"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_store_dir() == Path.home() / ".cache" / "interp" / "frames"
+
+
+# ---------------------------------------------------------------------------------- threads
+
+def _run_threads(n: int, target) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def wrapped(i: int) -> None:
+        try:
+            barrier.wait()
+            target(i)
+        except BaseException as exc:  # collected and asserted on below
+            errors.append(exc)
+    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return errors
+
+
+def test_concurrent_puts_and_gets_on_overlapping_keys(tmp_path):
+    store = FrameStore(tmp_path, memory_bytes=3 * _record(0).nbytes())  # forces eviction and disk reads
+    keys = [content_hash(["k", i]) for i in range(5)]
+
+    def work(i: int) -> None:
+        for step in range(20):
+            k = (i + step) % len(keys)
+            if step % 3 == 0:
+                store.put(keys[k], _record(k))
+            got = store.get(keys[k])
+            assert got is None or _same(got, _record(k))
+    assert _run_threads(8, work) == []
+    assert store.stats()["corrupt"] == 0
+    fresh = FrameStore(tmp_path)
+    assert all(_same(fresh.get(k), _record(i)) for i, k in enumerate(keys))
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_concurrent_writers_of_the_same_key(tmp_path):
+    stores = [FrameStore(tmp_path, memory_bytes=0) for _ in range(8)]
+    assert _run_threads(8, lambda i: stores[i].put(KEY, _record(8, images=2))) == []
+    assert [p.name for p in (tmp_path / KEY[:2]).iterdir()] == [KEY]
+    assert all(_same(s.get(KEY), _record(8, images=2)) for s in stores)
