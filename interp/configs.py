@@ -1,0 +1,144 @@
+"""Tiny random models shaped like Stable Diffusion 1.5 / 2.1, built from configs for tests (seconds on a CPU)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+TINY_VERSION = "v1"  # bump when the builders below change in a way the configs do not show
+TINY_SEED = 0  # the seed every tiny model's weights are drawn from
+CONDITIONING_CHANNELS = (16, 32, 64, 128)  # 3 stride-2 convs: a pose image at pixel size maps to latents
+
+# Stable Diffusion's DDIM settings (the paper's code samples with DDIM on these).
+SD_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "prediction_type": "epsilon",
+}
+
+UNET_COMMON = {
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+    "norm_num_groups": 32,
+    "cross_attention_dim": 32,
+}
+
+VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "block_out_channels": (8, 16, 16, 16),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "sample_size": 64,
+    "scaling_factor": 0.18215,
+}
+
+TEXT = {
+    "vocab_size": 49408,
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 77,
+    "bos_token_id": 49406,
+    "eos_token_id": 49407,
+    "pad_token_id": 49407,
+    "hidden_act": "quick_gelu",
+}
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """The configs of one tiny model: UNet overrides, and the scheduler's prediction type."""
+
+    unet: dict
+    prediction_type: str = "epsilon"
+
+    def configs(self) -> dict:
+        """All component configs as plain data (what the identity hashes)."""
+        return {
+            "unet": {**UNET_COMMON, **self.unet},
+            "vae": VAE,
+            "text_encoder": TEXT,
+            "controlnet_conditioning": CONDITIONING_CHANNELS,
+            "scheduler": {**SD_SCHEDULER, "prediction_type": self.prediction_type},
+            "seed": TINY_SEED,
+        }
+
+
+TINY_SPECS = {
+    "tiny-sd15": TinySpec(unet={"attention_head_dim": 8, "use_linear_projection": False}),
+    "tiny-sd21": TinySpec(unet={"attention_head_dim": (2, 4), "use_linear_projection": True}),
+    "tiny-sd21-v": TinySpec(
+        unet={"attention_head_dim": (2, 4), "use_linear_projection": True}, prediction_type="v_prediction"
+    ),
+}
+TINY_ALIASES = {"tiny": "tiny-sd15"}
+
+
+def tiny_identity(name: str) -> str:
+    """Identity of a tiny model: its name, builder version and a hash of its configs."""
+    spec = TINY_SPECS[name]
+    blob = json.dumps(spec.configs(), sort_keys=True, default=list).encode()
+    return f"{name}:{TINY_VERSION}:{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+def _wake_zero_convs(controlnet: ControlNetModel, generator: torch.Generator) -> None:
+    """Give the ControlNet's zero-initialised output convs small random weights, so residuals are non-zero."""
+    convs = list(controlnet.controlnet_down_blocks) + [controlnet.controlnet_mid_block]
+    for conv in convs:
+        for p in conv.parameters():
+            p.data.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+
+
+def build_tiny(name: str) -> dict:
+    """Random-weight components of the tiny model `name`, the same on every call (global RNG untouched)."""
+    configs = copy.deepcopy(TINY_SPECS[name].configs())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        unet = UNet2DConditionModel(**configs["unet"])
+        vae = AutoencoderKL(**configs["vae"])
+        text_encoder = CLIPTextModel(CLIPTextConfig(**configs["text_encoder"]))
+        controlnet = ControlNetModel.from_unet(
+            unet, conditioning_embedding_out_channels=configs["controlnet_conditioning"]
+        )
+    _wake_zero_convs(controlnet, torch.Generator().manual_seed(TINY_SEED + 1))
+    scheduler_config = sd_scheduler_config(configs["scheduler"])
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "controlnet": controlnet,
+        "scheduler_config": scheduler_config,
+    }
+
+
+def sd_scheduler_config(loaded: dict | None) -> dict:
+    """A DDIM config from a model's scheduler config: SD's DDIM defaults with its betas and prediction type."""
+    base = dict(SD_SCHEDULER)
+    for key in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type",
+                "steps_offset", "trained_betas", "rescale_betas_zero_snr"):
+        if loaded and loaded.get(key) is not None:
+            base[key] = loaded[key]
+    cfg = dict(DDIMScheduler(**base).config)
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}
