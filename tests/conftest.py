@@ -15,3 +15,9 @@ def photo_pair():
     from PIL import Image
     return (Image.open(os.path.join(EXAMPLES, "astronaut.jpg")).convert("RGB"),
             Image.open(os.path.join(EXAMPLES, "chelsea.jpg")).convert("RGB"))
+
+
+def pytest_configure(config):
+    """Tiny models run fastest on one thread (the CI machine has 2 cores shared with ffmpeg etc.)."""
+    import torch
+    torch.set_num_threads(1)

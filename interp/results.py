@@ -1,0 +1,88 @@
+"""What a render returns: one FrameResult per frame and the RenderResult around them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from PIL import Image
+
+from .plan import Plan
+from .settings import FrameEdit, Settings
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One frame: its candidates (latents + images), scores, the chosen one, and provenance."""
+    index: int
+    position: float
+    level: int
+    key: str
+    images: tuple                      # PIL images, one per candidate (endpoints: the input image)
+    latents: torch.Tensor              # [K, C, h, w] clean latents
+    scores: Optional[tuple] = None     # CLIP scores, one per candidate
+    chosen: int = 0
+    generated: bool = False
+    seeds: tuple = ()
+    ddim_index: Optional[int] = None
+    timestep: Optional[int] = None
+    parents: Optional[tuple] = None
+
+    @property
+    def image(self) -> Image.Image:
+        return self.images[self.chosen]
+
+    @property
+    def latent(self) -> torch.Tensor:
+        return self.latents[self.chosen:self.chosen + 1]
+
+    def summary(self) -> dict:
+        return {
+            "index": self.index, "position": self.position, "level": self.level,
+            "parents": list(self.parents) if self.parents else None,
+            "ddim_index": self.ddim_index, "timestep": self.timestep, "seeds": list(self.seeds),
+            "key": self.key, "candidates": len(self.images),
+            "scores": list(self.scores) if self.scores is not None else None,
+            "chosen": self.chosen, "generated": self.generated,
+        }
+
+
+@dataclass
+class RenderResult:
+    """All frames 0..N in order, with the settings, edits, model-call counts and warnings."""
+    frames: list
+    plan: Plan
+    settings: Settings
+    edits: dict
+    counts: dict = field(default_factory=dict)
+    expected_counts: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    inversion_steps: int = 0           # textual-inversion iterations run (0: off or reused)
+
+    @property
+    def images(self) -> list:
+        return [f.image for f in self.frames]
+
+    @property
+    def generated(self) -> list:
+        return [f.index for f in self.frames if f.generated]
+
+    @property
+    def reused(self) -> list:
+        return [f.index for f in self.frames[1:-1] if not f.generated]
+
+    def summary(self) -> dict:
+        return {
+            "settings": self.settings.to_dict(),
+            "edits": {str(i): e.to_dict() for i, e in sorted(self.edits.items())},
+            "frames": [f.summary() for f in self.frames],
+            "generated": self.generated, "reused": self.reused,
+            "model_calls": self.counts, "analytic_minimum": self.expected_counts,
+            "inversion_steps": self.inversion_steps,
+            "warnings": list(self.warnings),
+        }
+
+
+def edits_from_dict(data: dict) -> dict:
+    """{"3": {...}} (JSON) -> {3: FrameEdit}."""
+    return {int(k): v if isinstance(v, FrameEdit) else FrameEdit.from_dict(v) for k, v in data.items()}
