@@ -1,0 +1,116 @@
+"""Command-line interface: `python -m interp render|plan|pose ...`.
+
+Settings flags are generated from the Settings dataclass (one mapping: field `noise_min` is flag
+`--noise-min`), so the CLI, the app and the project file share names. A few short aliases exist
+(`--steps`, `--negative`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .errors import InterpError
+from .settings import PRESETS, Settings, preset
+
+log = logging.getLogger("interp")
+
+ALIASES = {"num_inference_steps": ["--steps"], "negative_prompt": ["--negative"]}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on/off, got {text!r}")
+
+
+def _points(text: str) -> tuple:
+    """'0.25:0.1,0.75:0.9' -> ((0.25, 0.1), (0.75, 0.9))."""
+    try:
+        return tuple(tuple(float(v) for v in p.split(":")) for p in text.split(",") if p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"curve points must look like 0.25:0.1,0.75:0.9, "
+                                         f"got {text!r}") from None
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field; default None means "take the preset's value"."""
+    group = parser.add_argument_group("settings (defaults from --preset)")
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        kwargs: dict[str, Any] = {"default": None, "dest": f.name}
+        if isinstance(default, Enum):
+            kwargs.update(type=type(default), choices=list(type(default)),
+                          metavar="{" + ",".join(e.value for e in type(default)) + "}")
+        elif isinstance(default, bool):
+            kwargs.update(type=_bool, metavar="on|off")
+        elif f.name == "curve_points":
+            kwargs.update(type=_points, metavar="X:Y,X:Y")
+        elif f.name == "prompt_b":
+            kwargs.update(type=str)
+        else:
+            kwargs.update(type=type(default))
+        group.add_argument(_flag(f.name), *ALIASES.get(f.name, []), **kwargs)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="balanced",
+                        help="speed/quality preset that fills every unset flag")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The preset with every explicitly given flag on top."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+             if getattr(args, f.name, None) is not None}
+    return preset(args.preset, **given)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=None,
+                       help="sd15 | sd21 | toy | tiny | a diffusers repo id | a local directory or "
+                            "single-file checkpoint (default: the best available)")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
+    group.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    group.add_argument("--attention-slicing", action="store_true")
+    group.add_argument("--vae-tiling", action="store_true")
+    group.add_argument("--cpu-offload", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m interp",
+                                     description="Interpolate between two images with diffusion.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    from .cli_render import add_render_parser
+    from .cli_plan import add_plan_parser
+    add_render_parser(sub)
+    add_plan_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (InterpError, ValueError, TypeError) as exc:
+        if args.verbose:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,89 @@
+"""Choosing and loading what a run needs: the model (with the offline fallback), store and scorer.
+
+Shared by the CLI and the app so both follow the same rule: an explicitly requested model must
+load or fail with a clear error; with none requested, the default preset is used when its weights
+are available locally, else the built-in model with a note saying so.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from .errors import ModelUnavailable
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "sd15"
+BUILTIN_FALLBACK = ("toy", "tiny")
+DEFAULT_CLIP = "ViT-B-32:laion2b_s34b_b79k"
+
+
+def default_device() -> str:
+    """cuda when available, then mps, else cpu."""
+    import torch
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_model(requested: Optional[str]) -> tuple:
+    """(model name to load, note for the user or None)."""
+    from .models import weights_available
+    if requested:
+        return requested, None
+    if weights_available(DEFAULT_PRESET):
+        return DEFAULT_PRESET, None
+    for name in BUILTIN_FALLBACK:
+        if weights_available(name):
+            return name, (f"{DEFAULT_PRESET} weights are not available offline, so interp runs on "
+                          f"the built-in '{name}' model. For real images download a model "
+                          f"(e.g. `huggingface-cli download stable-diffusion-v1-5/"
+                          f"stable-diffusion-v1-5`) and pass --model sd15 or a local path.")
+    raise ModelUnavailable("no model is available: not even the built-in one")
+
+
+def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
+                     dtype: Optional[str] = None, need_controlnet: bool = False, **savers) -> tuple:
+    """Load the bundle for `requested` (or the best available) -> (bundle, note)."""
+    import torch
+    from .models import load_bundle
+    name, note = resolve_model(requested)
+    torch_dtype = getattr(torch, dtype) if dtype else None
+    bundle = load_bundle(name, device=device or default_device(), dtype=torch_dtype, **savers)
+    if need_controlnet and bundle.controlnet is None:
+        raise ModelUnavailable(f"pose guidance needs an OpenPose ControlNet, and none could be "
+                               f"loaded for model {name!r}; turn pose off (--pose off)")
+    return bundle, note
+
+
+def load_store(directory: Optional[Path]):
+    """The frame store: a directory (default: the user cache dir) or memory only for 'none'."""
+    from .store import FrameStore, default_store_dir
+    if directory is not None and str(directory).lower() == "none":
+        return FrameStore(None)
+    return FrameStore(directory if directory is not None else default_store_dir())
+
+
+def parse_clip_spec(spec: Optional[str]) -> tuple:
+    """'NAME:PRETRAINED_OR_FILE' -> (name, pretrained)."""
+    name, _, pretrained = (spec or DEFAULT_CLIP).partition(":")
+    return name, pretrained or None
+
+
+def load_scorer_for(settings: Settings, spec: Optional[str], bundle):
+    """A CLIP scorer when ranking is asked for, else None; unavailable -> warning and no ranking."""
+    if not (settings.rank_positive or settings.rank_negative) or settings.candidates == 1:
+        return None
+    from .rank import build_tiny_clip, load_clip_scorer
+    name, pretrained = parse_clip_spec(spec)
+    if name == "tiny":
+        return build_tiny_clip(device=bundle.device, counter=bundle.counter)
+    try:
+        return load_clip_scorer(name, pretrained, device=bundle.device, counter=bundle.counter)
+    except ModelUnavailable as exc:
+        log.warning("%s; frames will use the first candidate (no ranking)", exc)
+        return None
