@@ -93,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from .cli_render import add_render_parser
     from .cli_plan import add_plan_parser
+    from .cli_pose import add_pose_parser
     add_render_parser(sub)
     add_plan_parser(sub)
+    add_pose_parser(sub)
     return parser
 
 

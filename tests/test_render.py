@@ -177,3 +177,40 @@ def test_pose_guidance_changes_frames_and_feeds_ramped_controls(photo_pair):
     assert posed.counts["calls"]["controlnet"] == posed.counts["calls"]["unet"]
     assert any(not _same(x, y) for x, y in zip(plain.images[1:-1], posed.images[1:-1]))
     assert all(c is not None and c.shape[-1] == 64 for c in seen)
+
+
+def test_parallel_renders_sharing_a_store_get_their_own_results(photo_pair, tmp_path):
+    import threading
+    bundle = load_bundle("tiny-sd15")
+    store = FrameStore(tmp_path / "shared")
+    settings = [FAST, FAST.replace(seed=5, frames=6)]
+    alone = [Interpolator(bundle, FrameStore()).render(*photo_pair, s) for s in settings]
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            results[k] = Interpolator(bundle, store).render(*photo_pair, settings[k])
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(2):
+        assert len(results[k].images) == settings[k].frames
+        assert all(_same(x, y) for x, y in zip(results[k].images, alone[k].images))
+
+
+def test_corrupt_store_entry_is_recomputed_with_a_warning(photo_pair, tmp_path, caplog):
+    bundle = load_bundle("tiny-sd15")
+    first = Interpolator(bundle, FrameStore(tmp_path / "s")).render(*photo_pair, FAST)
+    key = first.frames[2].key
+    tensors = tmp_path / "s" / key[:2] / key / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:40])  # truncated
+    with caplog.at_level("WARNING"):
+        again = Interpolator(bundle, FrameStore(tmp_path / "s")).render(*photo_pair, FAST)
+    assert again.generated == [2]
+    assert any(key in r.getMessage() for r in caplog.records)
+    assert all(_same(x, y) for x, y in zip(first.images, again.images))

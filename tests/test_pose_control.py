@@ -1,0 +1,89 @@
+"""Pose guidance wired into rendering: per-frame controls, ramp, overrides, photo-style pre-pass."""
+import numpy as np
+import pytest
+import torch
+
+from interp import pose_control
+from interp.models import load_bundle
+from interp.pose import Pose, control_image, control_scales, interpolate_pose
+from interp.render import Interpolator
+from interp.settings import FrameEdit, Settings
+from interp.store import FrameStore
+
+SETTINGS = Settings(frames=5, num_inference_steps=10, size=64, candidates=1, prompt="a person",
+                    pose=True, control_peak=2.0, guidance_scale=1.0)
+
+
+def _pose(dx: float) -> Pose:
+    points = [[10.0 + 2 * k + dx, 5.0 + 3 * k, 1.0] for k in range(18)]
+    points[3] = [0.0, 0.0, 0.0]  # right elbow missing in both
+    return Pose.from_json({"canvas_width": 64, "canvas_height": 64,
+                           "people": [{"pose_keypoints_2d": sum(points, [])}]})
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_bundle("tiny-sd15")
+
+
+def test_controlnet_sees_each_frames_rendered_pose_with_ramped_scale(bundle, photo_pair):
+    pa, pb = _pose(0.0), _pose(20.0)
+    seen = []
+    hook = bundle.controlnet.register_forward_pre_hook(
+        lambda m, args, kw: seen.append(kw["controlnet_cond"][0].float().clone()),
+        with_kwargs=True)
+    try:
+        result = Interpolator(bundle).render(*photo_pair, SETTINGS, pose_a=pa, pose_b=pb)
+    finally:
+        hook.remove()
+    controls = pose_control.frame_controls(bundle, FrameStore(), *photo_pair_resized(photo_pair),
+                                           SETTINGS, {}, [0, .25, .5, .75, 1], pa, pb)
+    scales = [float(c.scales[0]) for c in controls]
+    assert scales == pytest.approx([1.0, 1.5, 2.0, 1.5, 1.0])  # the paper's ramp, peak 2
+    for i in (1, 2, 3):
+        expected = control_image(interpolate_pose(pa, pb, result.frames[i].position), 64, 64)
+        assert torch.equal(controls[i].images[0], expected)
+    # generation order 2, 1, 3: the first calls carry frame 2's skeleton, and so on
+    steps = [f.ddim_index + 1 for f in (result.frames[2], result.frames[1], result.frames[3])]
+    firsts = [seen[0], seen[steps[0]], seen[steps[0] + steps[1]]]
+    for got, i in zip(firsts, (2, 1, 3)):
+        assert torch.allclose(got, controls[i].images[0], atol=1e-6)
+
+
+def photo_pair_resized(pair):
+    from interp.images import prepare_pair
+    return prepare_pair(*pair, 64)
+
+
+def test_pose_override_regenerates_only_that_frame_and_descendants(bundle, photo_pair):
+    engine = Interpolator(bundle, FrameStore())
+    pa, pb = _pose(0.0), _pose(20.0)
+    first = engine.render(*photo_pair, SETTINGS, pose_a=pa, pose_b=pb)
+    edits = {1: FrameEdit(pose=_pose(12.0).to_json())}
+    second = engine.render(*photo_pair, SETTINGS, edits, pose_a=pa, pose_b=pb)
+    assert second.generated == [1]
+    edits = {2: FrameEdit(pose=_pose(-8.0).to_json())}
+    third = engine.render(*photo_pair, SETTINGS, edits, pose_a=pa, pose_b=pb)
+    assert third.generated == [1, 2, 3]
+    assert not np.array_equal(np.asarray(first.images[2]), np.asarray(third.images[2]))
+
+
+def test_photo_prepass_runs_when_nobody_is_found(bundle, photo_pair, monkeypatch):
+    calls = []
+
+    def fake_detect(image, store, all_people, device="cpu"):
+        calls.append(image.size)
+        return _pose(0.0) if len(calls) == 2 else Pose.empty(*image.size)
+    monkeypatch.setattr(pose_control, "detect_pose_cached", fake_detect)
+    before = bundle.counter.snapshot()["rows"]["unet"]
+    a, _ = photo_pair_resized(photo_pair)
+    pose = pose_control.detect_with_prepass(bundle, a, FrameStore(), False, "cpu")
+    assert pose.people and calls == [(64, 64), (64, 64)]
+    rows = bundle.counter.snapshot()["rows"]["unet"] - before
+    assert rows == 30 * 2  # 30 of 50 DDIM steps, with CFG
+
+
+def test_pose_guidance_without_detector_weights_fails_with_a_named_error(bundle, photo_pair):
+    from interp.pose import PoseUnavailable
+    with pytest.raises(PoseUnavailable, match="pose-a"):
+        Interpolator(bundle).render(*photo_pair, SETTINGS)
