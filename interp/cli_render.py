@@ -31,6 +31,8 @@ def add_render_parser(sub) -> None:
     g.add_argument("--select", action="append", default=[], metavar="FRAME:CANDIDATE")
     g.add_argument("--store", type=Path, default=None,
                    help="frame cache directory (default: the user cache dir); 'none' = memory only")
+    g.add_argument("--max-batch", type=int, default=None,
+                   help="most candidates denoised at once (default: all of a frame)")
     g.add_argument("--clip-model", default=None,
                    help="open_clip NAME:PRETRAINED or NAME:FILE for ranking (default ViT-B-32)")
     g.add_argument("--pose-a", type=Path, help="OpenPose JSON of image A (skips detection)")
@@ -109,7 +111,7 @@ def run_render(args: argparse.Namespace) -> int:
     if note:
         log.warning(note)
     scorer = load_scorer_for(settings, args.clip_model, bundle)
-    engine = Interpolator(bundle, load_store(args.store), scorer)
+    engine = Interpolator(bundle, load_store(args.store), scorer, max_batch=args.max_batch)
     with _Progress() as progress:
         result = engine.render(image_a, image_b, settings, edits, on_event=progress, **poses)
     out: Path = args.out

@@ -45,10 +45,16 @@ def select(edits: Mapping[int, FrameEdit], frame: int, candidate: int) -> dict:
 class Interpolator:
     """Renders sequences over one loaded ModelBundle, a frame store and an optional CLIP scorer."""
 
-    def __init__(self, bundle, store: Optional[FrameStore] = None, scorer=None):
+    def __init__(self, bundle, store: Optional[FrameStore] = None, scorer=None,
+                 max_batch: Optional[int] = None):
+        """max_batch: most candidates denoised together (None = all of a frame in one batch);
+        lower it when a frame's batch (x2 for CFG) does not fit in memory."""
+        if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
+            raise ValueError(f"max_batch={max_batch!r} must be a positive integer or None")
         self.bundle = bundle
         self.store = store if store is not None else FrameStore()
         self.scorer = scorer
+        self.max_batch = max_batch
 
     def render(self, image_a, image_b, settings: Settings,
                edits: Optional[Mapping[int, FrameEdit]] = None, *, pose_a=None, pose_b=None,
@@ -168,14 +174,20 @@ class Interpolator:
         t = int(scheduler.timesteps.flip(0)[ddim_index])
         eps = torch.cat([randn(z_lo.shape[1:], g, "cpu")[None] for g in gens])
         start = noised_slerp(scheduler, z_lo.float(), z_hi.float(), weight, eps, t)
-        batch_control = None
-        if control is not None:
-            batch_control = Control(control.images.expand(len(gens), *control.images.shape[1:]),
-                                    control.scales.expand(len(gens)))
+        size = self.max_batch or len(gens)
+        chunks = []
+        for lo in range(0, len(gens), size):
+            part = gens[lo:lo + size]
+            batch_control = None
+            if control is not None:
+                batch_control = Control(control.images.expand(len(part), *control.images.shape[1:]),
+                                        control.scales.expand(len(part)))
+            with torch.no_grad():
+                chunks.append(denoise(self.bundle, scheduler, start[lo:lo + size], ddim_index,
+                                      guidance, part, eta, control=batch_control, cancel=cancel,
+                                      on_step=lambda n, total: on_event(DenoiseStep(i, n, total))))
+        latents = torch.cat(chunks)
         with torch.no_grad():
-            latents = denoise(self.bundle, scheduler, start, ddim_index, guidance, gens, eta,
-                              control=batch_control, cancel=cancel,
-                              on_step=lambda n, total: on_event(DenoiseStep(i, n, total)))
             images = to_pil(self.bundle.decode_latents(latents.to(self.bundle.dtype)).float())
         return Record(tensors={"latents": latents.float().cpu()}, images=tuple(images))
 

@@ -112,3 +112,36 @@ def test_killed_render_resumes_from_its_store(tmp_path):
         # CPU kernels may round differently with another memory layout (~1e-6 in the latents),
         # so a regenerated frame may differ by a grey level; anything more is a real difference.
         assert np.abs(x - y).max() <= 2 and np.abs(x - y).mean() < 0.05, f"frame {i} differs"
+
+
+def test_edit_flag_parsing_keeps_commas_inside_prompts():
+    from interp.cli_render import parse_edit
+    frame, edit = parse_edit("8:prompt=a cat, sitting, happy,strength=0.5,keyframe=on,seed=3")
+    assert frame == 8 and edit.prompt == "a cat, sitting, happy"
+    assert edit.strength == 0.5 and edit.keyframe and edit.seed == 3
+    with pytest.raises(ValueError, match="unknown field"):
+        parse_edit("8:colour=red")
+    with pytest.raises(ValueError, match="FRAME:key=value"):
+        parse_edit("prompt=a cat")
+
+
+def test_pose_files_edits_regenerate_and_select_through_the_cli(tmp_path):
+    pose = {"canvas_width": 64, "canvas_height": 64, "people": [{"pose_keypoints_2d": sum(
+        ([8.0 + 2 * k, 4.0 + 3 * k, 1.0] for k in range(18)), [])}]}
+    (tmp_path / "a.json").write_text(json.dumps(pose))
+    pose["people"][0]["pose_keypoints_2d"][0] = 30.0
+    (tmp_path / "b.json").write_text(json.dumps(pose))
+    store = ["--store", str(tmp_path / "store")]
+    base = ["render", A, B, "--frames", "5", *TINY[:-2], *store, "--invert-steps", "0",
+            "--pose", "on", "--pose-a", str(tmp_path / "a.json"), "--pose-b", str(tmp_path / "b.json")]
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    first = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert first["generated"] == [1, 2, 3] and first["model_calls"]["calls"]["controlnet"] > 0
+    assert main([*base, "--out", str(tmp_path / "two"), "--select", "2:1",
+                 "--edit", "3:prompt=a tiger, striped,strength=1"]) == 0
+    second = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert sorted(second["generated"]) == [1, 3] and second["frames"][2]["chosen"] == 1
+    assert second["edits"]["3"]["prompt"] == "a tiger, striped"
+    assert main([*base, "--out", str(tmp_path / "three"), "--regenerate", "1:5"]) == 0
+    third = json.loads((tmp_path / "three" / "summary.json").read_text())
+    assert third["generated"] == [1] and third["edits"]["1"]["seed"] == 5

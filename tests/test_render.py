@@ -214,3 +214,18 @@ def test_corrupt_store_entry_is_recomputed_with_a_warning(photo_pair, tmp_path, 
     assert again.generated == [2]
     assert any(key in r.getMessage() for r in caplog.records)
     assert all(_same(x, y) for x, y in zip(first.images, again.images))
+
+
+def test_memory_limit_splits_candidates_into_chunks_with_the_same_result(photo_pair):
+    bundle = load_bundle("tiny-sd15")
+    settings = FAST.replace(candidates=3)
+    whole = Interpolator(bundle).render(*photo_pair, settings)
+    split = Interpolator(bundle, max_batch=2).render(*photo_pair, settings)
+    steps = sum(f.ddim_index + 1 for f in whole.frames[1:-1])
+    assert whole.counts["calls"]["unet"] == steps
+    assert split.counts["calls"]["unet"] == 2 * steps  # chunks of 2 + 1
+    assert split.counts["rows"]["unet"] == whole.counts["rows"]["unet"]
+    for f, g in zip(whole.frames[1:-1], split.frames[1:-1]):
+        assert torch.allclose(f.latents, g.latents, atol=1e-4)
+    with pytest.raises(ValueError, match="max_batch"):
+        Interpolator(bundle, max_batch=0)
