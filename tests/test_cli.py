@@ -79,7 +79,7 @@ def test_unknown_model_fails_fast_with_its_name(tmp_path, capsys):
 
 
 def _cli(args, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "interp", *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
@@ -87,7 +87,7 @@ def _cli(args, **kw):
 @pytest.mark.timeout(300)
 def test_killed_render_resumes_from_its_store(tmp_path):
     store = tmp_path / "store"
-    args = ["render", A, B, "--frames", "9", "--model", "tiny", "--size", "64", "--steps", "40",
+    args = ["render", A, B, "--frames", "9", "--model", "tiny", "--size", "64", "--steps", "30",
             "--candidates", "2", "--prompt", "a photo", "--store", str(store), "--invert-steps", "0"]
     proc = _cli([*args, "--out", str(tmp_path / "killed")])
     deadline = time.time() + 240

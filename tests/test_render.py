@@ -23,6 +23,13 @@ def _same(img1, img2) -> bool:
     return np.array_equal(np.asarray(img1), np.asarray(img2))
 
 
+def _close(img1, img2) -> bool:
+    """Equal up to float rounding: CPU kernels may round differently with another memory layout
+    (e.g. two renders at once), ~1e-6 in the latents, at most a grey level or two in the image."""
+    d = np.abs(np.asarray(img1, dtype=int) - np.asarray(img2, dtype=int))
+    return d.max() <= 2 and d.mean() < 0.05
+
+
 def test_method_renders_inputs_at_ends_and_counts_match_analytic_minimum(bundle, photo_pair):
     result = Interpolator(bundle).render(*photo_pair, FAST)
     assert len(result.images) == 5 and all(im.size == (64, 64) for im in result.images)
@@ -200,7 +207,7 @@ def test_parallel_renders_sharing_a_store_get_their_own_results(photo_pair, tmp_
     assert not errors
     for k in range(2):
         assert len(results[k].images) == settings[k].frames
-        assert all(_same(x, y) for x, y in zip(results[k].images, alone[k].images))
+        assert all(_close(x, y) for x, y in zip(results[k].images, alone[k].images))
 
 
 def test_corrupt_store_entry_is_recomputed_with_a_warning(photo_pair, tmp_path, caplog):
