@@ -55,6 +55,8 @@ class Interpolator:
         self.store = store if store is not None else FrameStore()
         self.scorer = scorer
         self.max_batch = max_batch
+        # Frames depend on the weights and on the precision they ran in.
+        self.identity = f"{bundle.identity}|{str(bundle.dtype).replace('torch.', '')}"
 
     def render(self, image_a, image_b, settings: Settings,
                edits: Optional[Mapping[int, FrameEdit]] = None, *, pose_a=None, pose_b=None,
@@ -98,7 +100,7 @@ class Interpolator:
 
     # -- pieces ------------------------------------------------------------------------------
     def _endpoint_latents(self, image) -> torch.Tensor:
-        key = endpoint_key(self.bundle.identity, image)
+        key = endpoint_key(self.identity, image)
         record = self.store.get(key)
         if record is None:
             with torch.no_grad():
@@ -119,7 +121,7 @@ class Interpolator:
     def _endpoint(self, plan: Plan, index: int, image, z: torch.Tensor) -> FrameResult:
         node = plan.nodes[index]
         return FrameResult(index=node.index, position=node.position, level=0,
-                           key=endpoint_key(self.bundle.identity, image), images=(image,),
+                           key=endpoint_key(self.identity, image), images=(image,),
                            latents=z)
 
     def _controls(self, a, b, settings, edits, positions, pose_a, pose_b) -> Optional[list]:
@@ -142,7 +144,7 @@ class Interpolator:
         seeds = tuple(derive_seed(base, c) for c in range(k))
         cond, uncond = path.at(i)
         control = controls[i] if controls is not None else None
-        key = frame_key(identity=self.bundle.identity, settings=settings, index=i,
+        key = frame_key(identity=self.identity, settings=settings, index=i,
                         position=node.position, level=node.level, weight=node.weight,
                         ddim_index=ddim_index, candidates=k, seeds=list(seeds),
                         cond_key=tensor_key(cond), uncond_key=tensor_key(uncond),

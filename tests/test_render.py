@@ -236,3 +236,11 @@ def test_memory_limit_splits_candidates_into_chunks_with_the_same_result(photo_p
         assert torch.allclose(f.latents, g.latents, atol=1e-4)
     with pytest.raises(ValueError, match="max_batch"):
         Interpolator(bundle, max_batch=0)
+
+
+def test_frame_keys_depend_on_the_precision(photo_pair):
+    import torch as _t
+    fp32 = Interpolator(load_bundle("tiny-sd15")).render(*photo_pair, FAST)
+    bf16 = Interpolator(load_bundle("tiny-sd15", dtype=_t.bfloat16)).render(*photo_pair, FAST)
+    assert fp32.frames[2].key != bf16.frames[2].key
+    assert all(np.isfinite(np.asarray(im, dtype=float)).all() for im in bf16.images)
