@@ -259,7 +259,7 @@ def launch_options() -> dict:
     return dict(css=CSS, theme=gr.themes.Soft(), max_file_size="50mb")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="interp studio (Gradio app)")
     p.add_argument("--model", default=os.environ.get("INTERP_MODEL"),
                    help="sd15 | sd21 | toy | tiny | repo id | local path (default: best available)")
@@ -275,7 +275,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def load_engine(args: argparse.Namespace) -> tuple:
