@@ -94,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_render import add_render_parser
     from .cli_plan import add_plan_parser
     from .cli_pose import add_pose_parser
+    from .cli_eval import add_eval_parser
     add_render_parser(sub)
     add_plan_parser(sub)
     add_pose_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 

@@ -1,0 +1,94 @@
+"""Quality benchmark on the toy model: the method vs its baselines, then perceptual respacing.
+
+    python benchmarks/quality.py [--pairs 16] [--frames 9] [--steps 50] [--out benchmarks/out/quality]
+
+Writes the harness's results.md / results.json / PNGs and respace.md (PDV and max/min ratio of the
+adjacent distances before and after respacing, per pair and on average), and prints both tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from interp.eval_report import markdown_table, write_report
+from interp.evaluate import SCHEMES, evaluate, make_variants, pair_settings, respace_render, toy_pairs
+from interp.metrics import get_distance
+from interp.models import load_bundle
+from interp.render import Interpolator
+from interp.settings import Settings
+from interp.store import FrameStore
+from interp.toy import data, load_toy_clip
+from interp.toy.detect import CHECKS
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="toy", help="toy, or a directory written by interp.toy.train")
+    p.add_argument("--pairs", type=int, default=16)
+    p.add_argument("--pair-seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--candidates", default="1,4")
+    p.add_argument("--distance", default="lab")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out/quality"))
+    return p.parse_args(argv)
+
+
+def respace_table(engine, pairs, settings: Settings, distance) -> tuple:
+    """(markdown, raw) of respacing the method's sequence of every pair."""
+    rows, raw = [], []
+    for pair in pairs:
+        s = pair_settings(settings, pair, make_variants(["method"], [1])[0])
+        _, report = respace_render(engine, pair.image_a, pair.image_b, s, {}, distance)
+        b, a = report["before"], report["after"]
+        raw.append(report)
+        rows.append(f"| {pair.name} | {b['pdv']:.3g} | {a['pdv']:.3g} | {b['max_min_ratio']:.3g} | "
+                    f"{a['max_min_ratio']:.3g} | {len(report['reused'])} |")
+    pdv = np.array([[r["before"]["pdv"], r["after"]["pdv"]] for r in raw])
+    ratio = np.array([[r["before"]["max_min_ratio"], r["after"]["max_min_ratio"]] for r in raw])
+    rows.append(f"| **median** | {np.median(pdv[:, 0]):.3g} | {np.median(pdv[:, 1]):.3g} | "
+                f"{np.median(ratio[:, 0]):.3g} | {np.median(ratio[:, 1]):.3g} | |")
+    rows.append(f"| pairs whose PDV shrank | {int((pdv[:, 1] < pdv[:, 0]).sum())} / {len(raw)} | "
+                "| | | |")
+    head = ["| pair | PDV before | PDV after | max/min before | max/min after | reused frames |",
+            "|---|---|---|---|---|---|"]
+    return "\n".join(head + rows), raw
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=logging.WARNING)
+    bundle = load_bundle(args.model, device=args.device)
+    ks = [int(k) for k in args.candidates.split(",")]
+    model_dir = args.model if Path(args.model).is_dir() else None   # a toy model trained elsewhere
+    scorer = (load_toy_clip(device=bundle.device, counter=bundle.counter, model_dir=model_dir)
+              if max(ks) > 1 else None)
+    engine = Interpolator(bundle, FrameStore(None), scorer)
+    settings = Settings(frames=args.frames, num_inference_steps=args.steps, size=64,
+                        guidance_scale=args.guidance, eta=0.0, candidates=1,
+                        rank_positive=data.CLEAN_CAPTION, rank_negative=data.BLEND_CAPTION)
+    pairs = toy_pairs(args.pairs, args.pair_seed)
+    distance = get_distance(args.distance)
+    start = time.perf_counter()
+    ev = evaluate(engine, pairs, settings, make_variants(list(SCHEMES), ks), distance=distance,
+                  distance_name=args.distance, checks=CHECKS)
+    seconds = time.perf_counter() - start
+    write_report(ev, args.out)
+    table, raw = respace_table(engine, pairs, settings, distance)
+    (args.out / "respace.md").write_text(table + "\n")
+    (args.out / "respace.json").write_text(json.dumps(raw, indent=1) + "\n")
+    sys.stdout.write(f"{markdown_table(ev)}\n\nharness: {seconds:.0f} s for {len(pairs)} pairs\n\n"
+                     f"respacing (method, K=1):\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

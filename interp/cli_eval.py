@@ -1,0 +1,169 @@
+"""`python -m interp eval ...` (quality harness) and `python -m interp respace A B ...` (even pacing)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .cli import add_model_flags, add_settings_flags, settings_from_args, write_json
+
+log = logging.getLogger(__name__)
+
+EVAL_DEFAULTS = {"frames": 9}          # the harness's defaults where the flag is not given
+TOY_SIZE = 64                          # the toy model's training resolution
+
+
+def _int_list(text: str) -> list:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,4, got {text!r}") from None
+
+
+def _str_list(text: str) -> list:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_eval_parser(sub) -> None:
+    """Register the `eval` and `respace` subcommands."""
+    from .evaluate import SCHEMES
+    p = sub.add_parser("eval", help="measure the method against its baselines on image pairs",
+                       conflict_handler="resolve",
+                       description="Quality harness. Pairs: --toy-pairs N (held-out toy shapes, with "
+                                   "the on-manifold rate) or --pairs DIR holding <name>_a.<ext> and "
+                                   "<name>_b.<ext> (optional <name>.txt: one prompt line, or two "
+                                   "lines for A and B).")
+    add_model_flags(p)
+    add_settings_flags(p)
+    p.set_defaults(preset="draft", func=run_eval)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--pairs", type=Path, help="directory of <name>_a.* / <name>_b.* image pairs")
+    src.add_argument("--toy-pairs", type=int, metavar="N", help="N held-out toy pairs (default 8)")
+    p.add_argument("--pair-seed", type=int, default=0, help="seed of the held-out toy pairs")
+    p.add_argument("--schemes", type=_str_list, default=list(SCHEMES),
+                   help=f"comma list from {','.join(SCHEMES)} (default: all)")
+    p.add_argument("--candidates", type=_int_list, default=None, metavar="K[,K...]",
+                   help="candidates per frame for the method; several values = one column each "
+                        "(e.g. 1,4 to measure CLIP ranking); default: the preset's")
+    _add_common(p)
+    p.add_argument("--out", type=Path, required=True, help="output directory for results and plots")
+
+    r = sub.add_parser("respace", help="render, then re-render with perceptually even frame spacing")
+    r.add_argument("image_a")
+    r.add_argument("image_b")
+    add_model_flags(r)
+    add_settings_flags(r)
+    r.add_argument("--rounds", type=int, default=1, help="respacing rounds (each re-renders)")
+    _add_common(r)
+    r.add_argument("--out", type=Path, default=None, help="write frames, video and report here")
+    r.set_defaults(func=run_respace)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--distance", default="lab", choices=["lab", "pixel", "lpips"],
+                   help="adjacent-frame distance (lab: CIE76 on 64 px; lpips only with local weights)")
+    p.add_argument("--store", type=Path, default=None,
+                   help="frame cache directory (default: the user cache dir); 'none' = memory only")
+    p.add_argument("--clip-model", default=None,
+                   help="open_clip NAME:PRETRAINED or NAME:FILE for ranking (toy: its own CLIP)")
+
+
+def _settings(args: argparse.Namespace, toy: bool):
+    """The preset + given flags, with the harness's defaults (9 frames; 64 px and the toy's ranking
+    prompts for the toy model)."""
+    for name, value in EVAL_DEFAULTS.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    if toy and args.size is None:
+        args.size = TOY_SIZE
+    if toy and not (args.rank_positive or args.rank_negative):
+        from .toy import data
+        args.rank_positive, args.rank_negative = data.CLEAN_CAPTION, data.BLEND_CAPTION
+    return settings_from_args(args)
+
+
+def _engine(args: argparse.Namespace, settings, max_candidates: int):
+    """(Interpolator over one bundle + store + scorer, model name, note)."""
+    from .render import Interpolator
+    from .startup import load_store, resolve_and_load
+    bundle, note = resolve_and_load(args.model, args.device, args.dtype,
+                                    attention_slicing=args.attention_slicing,
+                                    vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
+                                    need_controlnet=settings.pose)
+    if note:
+        log.warning(note)
+    scorer = _scorer(settings.replace(candidates=max_candidates), args.clip_model, bundle)
+    return Interpolator(bundle, load_store(args.store), scorer), note
+
+
+def _scorer(settings, spec, bundle):
+    """The CLIP scorer for ranking: the toy model's own CLIP for `toy` (or --clip-model toy)."""
+    from .startup import load_scorer_for
+    ranking = (settings.rank_positive or settings.rank_negative) and settings.candidates != 1
+    if ranking and (spec == "toy" or (spec is None and bundle.name == "toy")):
+        from .toy import load_toy_clip
+        return load_toy_clip(device=bundle.device, counter=bundle.counter)
+    return load_scorer_for(settings, spec, bundle)
+
+
+def _is_toy(args: argparse.Namespace) -> bool:
+    from .startup import resolve_model
+    return resolve_model(args.model)[0] == "toy"
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .eval_report import markdown_table, write_report
+    from .evaluate import evaluate, folder_pairs, make_variants, toy_pairs
+    from .metrics import get_distance
+    from .toy.detect import CHECKS
+    ks = args.candidates
+    args.candidates = None           # the per-column list is not a Settings value
+    toy = _is_toy(args) or args.pairs is None
+    settings = _settings(args, toy)
+    ks = ks or [settings.candidates]
+    distance = get_distance(args.distance)
+    pairs = (folder_pairs(args.pairs) if args.pairs is not None
+             else toy_pairs(args.toy_pairs or 8, args.pair_seed, settings.size))
+    engine, note = _engine(args, settings, max(ks + [0]))
+    ev = evaluate(engine, pairs, settings, make_variants(args.schemes, ks), distance=distance,
+                  distance_name=args.distance, checks=CHECKS if args.pairs is None else None)
+    if note:
+        ev.notes.append(note)
+    paths = write_report(ev, args.out)
+    sys.stdout.write(markdown_table(ev) + "\n\n" + "\n".join(f"{k}: {v}" for k, v in paths.items())
+                     + "\n")
+    return 0
+
+
+def run_respace(args: argparse.Namespace) -> int:
+    from .evaluate import respace_render
+    from .images import load_image
+    from .metrics import get_distance
+    settings = _settings(args, _is_toy(args))
+    engine, _ = _engine(args, settings, settings.candidates)
+    result, report = respace_render(engine, load_image(args.image_a), load_image(args.image_b),
+                                    settings, {}, get_distance(args.distance), rounds=args.rounds)
+    sys.stdout.write(format_pacing(report) + "\n")
+    if args.out is not None:
+        from .video import export_all
+        from .settings import Export
+        args.out.mkdir(parents=True, exist_ok=True)
+        export_all(result.images, args.out, Export(), formats=("gif", "frames"))
+        from .eval_report import json_safe
+        write_json(args.out / "respace.json", json_safe({"report": report, "summary": result.summary()}))
+    return 0
+
+
+def format_pacing(report: dict) -> str:
+    """Before/after lines of a respace report (positions, distances, PDV, max/min)."""
+    lines = []
+    for name in ("before", "after"):
+        step = report[name]
+        lines.append(f"{name:>6}: PDV {step['pdv']:.3g}  max/min {step['max_min_ratio']:.3g}  "
+                     f"smoothness {step['smoothness']:.3f}")
+        lines.append("        positions " + " ".join(f"{p:.3f}" for p in step["positions"]))
+        lines.append("        distances " + " ".join(f"{d:.3f}" for d in step["distances"]))
+    lines.append(f"reused frames: {report['reused']}  generated: {report['generated']}")
+    return "\n".join(lines)
+

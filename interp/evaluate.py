@@ -1,0 +1,283 @@
+"""Quality harness: the method against the paper's baselines and a pixel alpha blend, on many pairs.
+
+For each pair and each variant (a scheme, and for the method a candidate count K), the sequence is
+rendered with ONE Interpolator (one bundle, one frame store) and measured with interp.metrics
+(adjacent distances -> PPL, PDV, smoothness, consistency, max) and, when checks are given (toy
+pairs), the share of in-between frames passing each (on-manifold, single clean shape). Baselines:
+method.md section 8; the alpha blend is computed from the prepared inputs in pixel space at the plan's
+positions (the ghosting reference).
+Also here: perceptual respacing of a finished sequence (respace_render, beyond the paper).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import metrics
+from .events import CancelToken, EventCallback, ignore_event
+from .images import load_image, prepare_pair
+from .plan import curve_positions, positions_to_points, respace
+from .settings import Curve, FrameEdit, Scheme, Settings
+
+log = logging.getLogger(__name__)
+
+ALPHA_BLEND = "alpha_blend"
+SCHEMES: tuple = tuple(s.value for s in Scheme) + (ALPHA_BLEND,)
+METRICS = ("ppl", "pdv", "smoothness", "consistency", "max")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One evaluation pair: two images and (optionally) their prompts."""
+    name: str
+    image_a: Image.Image
+    image_b: Image.Image
+    prompt_a: str = ""
+    prompt_b: str = ""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One column of the results: a scheme and, for the method, its candidates per frame (0 = settings)."""
+    label: str
+    scheme: str
+    candidates: int = 0
+
+
+@dataclass
+class Run:
+    """One variant on one pair: frames, distances, per-sequence metrics, check verdicts, cost."""
+    variant: str
+    pair: str
+    frames: list
+    distances: list
+    metrics: dict
+    checks: dict = field(default_factory=dict)   # check name -> one bool per in-between frame
+    seconds: float = 0.0
+    unet_rows: int = 0
+
+    def to_json(self) -> dict:
+        return {"variant": self.variant, "pair": self.pair, "distances": self.distances,
+                "metrics": self.metrics, "checks": self.checks,
+                "seconds": self.seconds, "unet_rows": self.unet_rows}
+
+
+@dataclass
+class Evaluation:
+    """All runs, with what produced them and notes on skipped metrics."""
+    runs: list
+    variants: list
+    settings: Settings
+    model: str = ""
+    distance: str = "lab"
+    notes: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)   # per-variant extra numbers (e.g. FID)
+
+    def runs_of(self, label: str) -> list:
+        return [r for r in self.runs if r.variant == label]
+
+    @property
+    def check_names(self) -> list:
+        return list(self.runs[0].checks) if self.runs else []
+
+    def table(self) -> dict:
+        """{variant label: {name: (mean, std) over pairs}}: check rates, METRICS, seconds, extras."""
+        out = {}
+        for v in self.variants:
+            runs = self.runs_of(v.label)
+            row = {c: metrics.mean_std([float(np.mean(r.checks[c])) for r in runs])
+                   for c in self.check_names}
+            row.update({m: metrics.mean_std([r.metrics[m] for r in runs]) for m in METRICS})
+            row["seconds"] = metrics.mean_std([r.seconds for r in runs])
+            row.update({k: (val, 0.0) for k, val in self.extra.get(v.label, {}).items()})
+            out[v.label] = row
+        return out
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "distance": self.distance, "notes": list(self.notes),
+                "settings": self.settings.to_dict(),
+                "variants": [v.__dict__ for v in self.variants],
+                "table": {k: {m: list(ms) for m, ms in row.items()} for k, row in self.table().items()},
+                "runs": [r.to_json() for r in self.runs]}
+
+
+# ------------------------------------------------------------------------------ pairs and variants
+
+def toy_pairs(n: int, seed: int = 0, size: int = 64) -> list:
+    """n held-out toy pairs (disjoint from training), prompts = the shapes' captions."""
+    from .toy import data
+    return [Pair(f"toy{i:02d}", data.draw(a, size), data.draw(b, size), data.caption(a),
+                 data.caption(b)) for i, (a, b) in enumerate(data.held_out_pairs(n, seed))]
+
+
+def folder_pairs(directory: str | Path) -> list:
+    """Pairs from files <name>_a.<ext> and <name>_b.<ext> in `directory` (any image format PIL reads).
+
+    An optional <name>.txt holds the prompt: one line (shared) or two lines (prompt of A, of B).
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ValueError(f"pairs={str(root)!r} is not a directory")
+    files = {p.stem: p for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    names = sorted(s[:-2] for s in files if s.endswith("_a") and s[:-2] + "_b" in files)
+    if not names:
+        raise ValueError(f"pairs={str(root)!r} holds no <name>_a.* / <name>_b.* image pairs")
+    pairs = []
+    for name in names:
+        text = root / f"{name}.txt"
+        lines = [ln.strip() for ln in text.read_text().splitlines() if ln.strip()] if text.is_file() else []
+        prompt_a = lines[0] if lines else ""
+        prompt_b = lines[1] if len(lines) > 1 else prompt_a
+        pairs.append(Pair(name, load_image(files[name + "_a"]), load_image(files[name + "_b"]),
+                          prompt_a, prompt_b))
+    return pairs
+
+
+def make_variants(schemes: Sequence[str], candidates: Sequence[int] = (0,)) -> list:
+    """One Variant per scheme; the method once per candidate count ("method K=4" when several)."""
+    unknown = [s for s in schemes if s not in SCHEMES]
+    if unknown or not schemes:
+        raise ValueError(f"schemes={list(schemes)!r} is not allowed: choose from {list(SCHEMES)}")
+    if not candidates or any(not isinstance(k, int) or k < 0 for k in candidates):
+        raise ValueError(f"candidates={list(candidates)!r} is not allowed: integers >= 0")
+    out = []
+    for s in schemes:
+        if s == Scheme.METHOD.value and len(candidates) > 1:
+            out += [Variant(f"method K={k}", s, k) for k in candidates]
+        else:
+            out.append(Variant(s, s, candidates[0] if s == Scheme.METHOD.value else 0))
+    return out
+
+
+# ------------------------------------------------------------------------------ running
+
+def alpha_blend_frames(image_a: Image.Image, image_b: Image.Image, positions: Sequence[float]) -> list:
+    """Pixel-space (1 - t) A + t B at each position: the ghosting baseline."""
+    return [Image.blend(image_a, image_b, float(t)) for t in positions]
+
+
+def pair_settings(settings: Settings, pair: Pair, variant: Variant) -> Settings:
+    """The run's settings for one pair and variant: the pair's prompts, the scheme, K."""
+    changes: dict = {"scheme": Scheme(variant.scheme)}
+    if pair.prompt_a:
+        changes.update(prompt=pair.prompt_a, prompt_b=pair.prompt_b or pair.prompt_a)
+    if variant.candidates:
+        changes["candidates"] = variant.candidates
+    return settings.replace(**changes)
+
+
+def render_variant(engine, pair: Pair, variant: Variant, settings: Settings,
+                   cancel: Optional[CancelToken] = None) -> tuple:
+    """(frames, UNet rows) of one variant on one pair."""
+    if variant.scheme == ALPHA_BLEND:
+        a, b = prepare_pair(pair.image_a, pair.image_b, settings.size, settings.fit)
+        positions = curve_positions(settings.frames, settings.curve, settings.curve_alpha,
+                                    settings.curve_beta, settings.curve_points)
+        return alpha_blend_frames(a, b, positions), 0
+    result = engine.render(pair.image_a, pair.image_b, pair_settings(settings, pair, variant),
+                           cancel=cancel)
+    return result.images, result.counts.get("rows", {}).get("unet", 0)
+
+
+def measure(variant: str, pair: str, frames: list, distance: metrics.Distance,
+            checks: Optional[Mapping[str, Callable]] = None, seconds: float = 0.0,
+            unet_rows: int = 0) -> Run:
+    """Distances and metrics of one finished sequence, and each check's verdict on its in-betweens."""
+    d = metrics.adjacent_distances(frames, distance)
+    verdicts = {name: [bool(check(f)) for f in frames[1:-1]] for name, check in (checks or {}).items()}
+    return Run(variant, pair, list(frames), d.tolist(), metrics.sequence_metrics(d), verdicts,
+               seconds, unet_rows)
+
+
+def evaluate(engine, pairs: Sequence[Pair], settings: Settings, variants: Sequence[Variant], *,
+             distance: metrics.Distance = metrics.lab_distance, distance_name: str = "lab",
+             checks: Optional[Mapping[str, Callable]] = None, fid: bool = True,
+             on_run: Callable[[Run], None] = lambda run: None,
+             cancel: Optional[CancelToken] = None) -> Evaluation:
+    """Render and measure every variant on every pair with one engine (one bundle, one store).
+
+    checks: name -> image -> bool, applied to every in-between frame (toy: interp.toy.detect.CHECKS);
+    the table reports each as the share of passing frames.
+    """
+    if not pairs:
+        raise ValueError("pairs is empty: expected at least one pair")
+    runs = []
+    for pair in pairs:
+        for variant in variants:
+            start = time.perf_counter()
+            frames, rows = render_variant(engine, pair, variant, settings, cancel)
+            run = measure(variant.label, pair.name, frames, distance, checks,
+                          time.perf_counter() - start, rows)
+            log.info("%s on %s: %s", variant.label, pair.name, run.metrics)
+            on_run(run)
+            runs.append(run)
+    ev = Evaluation(runs, list(variants), settings, getattr(engine.bundle, "name", ""),
+                    distance_name, notes=_availability_notes(distance_name))
+    if fid:
+        _add_fid(ev, pairs)
+    return ev
+
+
+def _availability_notes(distance_name: str) -> list:
+    notes = [f"distance: {distance_name}"]
+    if distance_name != "lpips":
+        notes.append(metrics.lpips_status()[1])
+    return notes
+
+
+def _add_fid(ev: Evaluation, pairs: Sequence[Pair]) -> None:
+    """FID against the inputs per variant when Inception weights are on disk, else a note."""
+    ok, note = metrics.inception_status()
+    ev.notes.append(note)
+    if not ok or ev.settings.frames < 4:
+        return
+    features = metrics.inception_features()
+    for v in ev.variants:
+        runs = ev.runs_of(v.label)
+        inputs = [im for r in runs for im in (r.frames[0], r.frames[-1])]
+        ev.extra.setdefault(v.label, {})["fid"] = metrics.fid_against_inputs(
+            inputs, [r.frames for r in runs], features)
+
+
+# ------------------------------------------------------------------------------ respacing
+
+def respace_render(engine, image_a, image_b, settings: Settings,
+                   edits: Optional[Mapping[int, FrameEdit]] = None,
+                   distance: metrics.Distance = metrics.lab_distance, *, rounds: int = 1,
+                   on_event: EventCallback = ignore_event, cancel: Optional[CancelToken] = None,
+                   **render_kwargs) -> tuple:
+    """Perceptually even pacing (beyond the paper; IMPUS/DiffMorpher-style): render, measure adjacent
+    distances, move the frames to positions that equalise them (plan.respace, inverse cumulative
+    distance), render again with a custom curve (frames whose keys did not change are reused).
+
+    Returns (the respaced RenderResult, report) where report has "before" and "after" (positions,
+    distances, PDV, max/min ratio), per-round entries, and which frames were reused.
+    """
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds={rounds!r} is not allowed: expected an integer >= 1")
+    result = engine.render(image_a, image_b, settings, edits, on_event=on_event, cancel=cancel,
+                           **render_kwargs)
+    steps = [_pacing(result, distance)]
+    for _ in range(rounds):
+        new = respace(steps[-1]["positions"], steps[-1]["distances"])
+        current = settings.replace(curve=Curve.CUSTOM, curve_points=positions_to_points(new))
+        result = engine.render(image_a, image_b, current, edits, on_event=on_event, cancel=cancel,
+                               **render_kwargs)
+        steps.append(_pacing(result, distance))
+    report = {"before": steps[0], "after": steps[-1], "rounds": steps[1:],
+              "generated": result.generated, "reused": result.reused,
+              "curve_points": [list(p) for p in result.settings.curve_points]}
+    return result, report
+
+
+def _pacing(result, distance: metrics.Distance) -> dict:
+    d = metrics.adjacent_distances(result.images, distance)
+    return {"positions": [f.position for f in result.frames], "distances": d.tolist(),
+            **metrics.spread(d), "smoothness": metrics.smoothness(d)}

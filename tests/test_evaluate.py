@@ -1,0 +1,170 @@
+"""The quality harness and perceptual respacing: end-to-end on the tiny random model; quality on the toy."""
+import argparse
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from interp import metrics
+from interp.evaluate import (ALPHA_BLEND, SCHEMES, Pair, evaluate, folder_pairs, make_variants,
+                             respace_render, toy_pairs)
+from interp.plan import respace
+from interp.render import Interpolator
+from interp.settings import Curve, Settings
+from interp.store import FrameStore
+
+FAST = Settings(frames=5, num_inference_steps=6, size=64, candidates=1, guidance_scale=3.0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from interp.models import load_bundle
+    return Interpolator(load_bundle("tiny-sd15"), FrameStore(None))
+
+
+def test_harness_end_to_end_all_schemes_numbers_finite_files_written(tiny, tmp_path):
+    from interp.eval_report import write_report
+    from interp.toy.detect import CHECKS
+    pairs = toy_pairs(2, seed=0)
+    variants = make_variants(list(SCHEMES), [1])
+    ev = evaluate(tiny, pairs, FAST, variants, checks=CHECKS)
+    assert len(ev.runs) == 2 * len(SCHEMES)
+    for run in ev.runs:
+        assert len(run.frames) == 5 and len(run.distances) == 4 and [len(v) for v in run.checks.values()] == [3, 3]
+        assert all(np.isfinite(v) for v in run.metrics.values())
+    table = ev.table()
+    assert set(table) == set(SCHEMES) and {"on_manifold", "single_shape"} <= set(table["did"])
+    assert all(np.isfinite(m) for row in table.values() for m, _ in row.values())
+    # the blend baseline is the pixel blend of the inputs at the plan's positions
+    blend = ev.runs_of(ALPHA_BLEND)[0]
+    expected = Image.blend(pairs[0].image_a, pairs[0].image_b, 0.25)
+    assert np.array_equal(np.asarray(blend.frames[1]), np.asarray(expected))
+    paths = write_report(ev, tmp_path)
+    assert "| method |" in paths["markdown"].read_text()
+    data = json.loads(paths["json"].read_text())
+    assert len(data["runs"]) == len(ev.runs) and data["table"]["did"]["ppl"][0] > 0
+    for key in ("distances", "contact method", "contact alpha_blend"):
+        with Image.open(paths[key]) as im:
+            assert im.size[0] > 100
+    with Image.open(paths["contact method"]) as sheet:   # rows = pairs, columns = frames
+        assert sheet.size == (5 * 66 + 2, 2 * (64 + 8 + 2) + 2)   # 2 check bars of 4 px
+    # one engine, one store: measuring the method again generates nothing
+    again = evaluate(tiny, pairs[:1], FAST, make_variants(["method"], [1]), fid=False)
+    assert again.runs[0].unet_rows == 0 and again.runs[0].distances == ev.runs[0].distances
+
+
+def test_make_variants_labels_and_validation():
+    assert [v.label for v in make_variants(["method", "did"], [1, 4])] == ["method K=1", "method K=4",
+                                                                           "did"]
+    assert make_variants(["method"], [3])[0].candidates == 3
+    with pytest.raises(ValueError, match="schemes"):
+        make_variants(["warp"])
+    with pytest.raises(ValueError, match="candidates"):
+        make_variants(["method"], [-1])
+
+
+def test_folder_pairs_names_and_prompts(tmp_path):
+    for name, colour in (("cat", "red"), ("dog", "blue")):
+        for side in "ab":
+            Image.new("RGB", (64, 48), colour).save(tmp_path / f"{name}_{side}.png")
+    (tmp_path / "cat.txt").write_text("a cat\na dog\n")
+    (tmp_path / "lonely_a.png").write_bytes((tmp_path / "cat_a.png").read_bytes())
+    pairs = folder_pairs(tmp_path)
+    assert [p.name for p in pairs] == ["cat", "dog"]
+    assert (pairs[0].prompt_a, pairs[0].prompt_b) == ("a cat", "a dog")
+    assert (pairs[1].prompt_a, pairs[1].prompt_b) == ("", "")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no <name>_a"):
+        folder_pairs(tmp_path / "empty")
+    with pytest.raises(ValueError, match="not a directory"):
+        folder_pairs(tmp_path / "missing")
+
+
+def test_respace_render_moves_frames_by_inverse_cumulative_distance(tiny, photo_pair):
+    settings = FAST.replace(prompt="a photo")
+    result, report = respace_render(tiny, *photo_pair, settings, {}, metrics.pixel_distance)
+    before = report["before"]
+    expected = respace(before["positions"], before["distances"])
+    np.testing.assert_allclose([f.position for f in result.frames], expected, atol=1e-9)
+    assert result.settings.curve == Curve.CUSTOM
+    after = metrics.adjacent_distances(result.images, metrics.pixel_distance)
+    np.testing.assert_allclose(report["after"]["distances"], after)
+    assert report["after"]["pdv"] == pytest.approx(metrics.pdv(after))
+    # the respaced sequence is cached: rendering it again generates nothing
+    again = tiny.render(*photo_pair, result.settings)
+    assert again.generated == [] and again.reused == [1, 2, 3]
+    with pytest.raises(ValueError, match="rounds"):
+        respace_render(tiny, *photo_pair, settings, rounds=0)
+
+
+def test_cli_eval_writes_table_for_cheap_schemes(tmp_path, capsys):
+    from interp.cli_eval import add_eval_parser
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "--model", "tiny", "--toy-pairs", "2", "--frames", "5",
+                              "--schemes", "interpolate_only,alpha_blend", "--store", "none",
+                              "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "| interpolate_only |" in out and "| alpha_blend |" in out and "on-manifold" in out
+    assert (tmp_path / "contact_interpolate_only.png").is_file()
+
+
+# ---------------------------------------------------------------------------- quality on the toy model
+
+def _toy_available() -> bool:
+    from interp.toy import TOY_DIR, toy_clip_path
+    return (TOY_DIR / "model_index.json").is_file() and toy_clip_path().is_file()
+
+
+TOY = Settings(frames=5, num_inference_steps=20, size=64, guidance_scale=5.0, eta=0.0, candidates=1,
+               rank_positive="a clean single shape", rank_negative="a faded blend of two shapes")
+TOY_PAIRS = 6
+
+
+@pytest.fixture(scope="module")
+def toy_engine():
+    if not _toy_available():
+        pytest.skip("the toy model is not in assets/toy (train it: python -m interp.toy.train)")
+    from interp.models import load_bundle
+    from interp.toy import load_toy_clip
+    bundle = load_bundle("toy")
+    return Interpolator(bundle, FrameStore(None), load_toy_clip(counter=bundle.counter))
+
+
+@pytest.fixture(scope="module")
+def toy_eval(toy_engine):
+    from interp.toy.detect import CHECKS
+    variants = make_variants(["method", "interpolate_only", ALPHA_BLEND], [1, 4])
+    return evaluate(toy_engine, toy_pairs(TOY_PAIRS, seed=0), TOY, variants, checks=CHECKS, fid=False)
+
+
+def _rate(ev, label) -> float:
+    return ev.table()[label]["on_manifold"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 7 open): with the retrained toy "
+                   "weights the method's on-manifold rate is 0.28 vs 0.06 for interpolate_only, "
+                   "short of the +0.3 margin")
+def test_toy_method_stays_on_the_manifold_far_more_than_blends(toy_eval):
+    method = _rate(toy_eval, "method K=1")
+    assert method >= _rate(toy_eval, "interpolate_only") + 0.3
+    assert method >= _rate(toy_eval, ALPHA_BLEND) + 0.3
+
+
+@pytest.mark.slow
+def test_toy_clip_ranking_raises_the_on_manifold_rate(toy_eval):
+    assert _rate(toy_eval, "method K=4") >= _rate(toy_eval, "method K=1") + 0.05
+
+
+@pytest.mark.slow
+def test_toy_respacing_shrinks_the_distance_spread(toy_engine, toy_eval):
+    before, after = [], []
+    for pair in toy_pairs(TOY_PAIRS, seed=0):
+        s = TOY.replace(prompt=pair.prompt_a, prompt_b=pair.prompt_b)
+        _, report = respace_render(toy_engine, pair.image_a, pair.image_b, s, {})
+        before.append(report["before"]["pdv"])
+        after.append(report["after"]["pdv"])
+    assert np.median(after) < 0.8 * np.median(before)
