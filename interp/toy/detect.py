@@ -3,7 +3,7 @@
 After a 3x3 median filter (decoder noise), a frame passes when (1) its border is one palette background;
 (2) the pixels of the dominant palette colour form mostly ONE connected component: the core; (3) the core
 fills its own outline (no faded holes); (4) few foreground pixels (away from the background colour) are
-stray: outside the core's outline and not a background-to-colour mixture within 4 px of it (blurred
+stray: outside the core's outline and not a background-to-colour mixture within 3 px of it (blurred
 edges are such mixtures), after an opening that drops specks. An alpha blend fails: its shapes are faded,
 off-palette colours that leave no large palette core, or its second ghost is stray.
 single_shape applies the same tests with the shape's own median colour instead of the palette: it
@@ -29,7 +29,7 @@ MIN_AREA = 0.008         # core pixels as a fraction of the image (the smallest 
 MIN_PURITY = 0.85        # core pixels / pixels inside the core's filled outline
 MAX_STRAY = 0.10         # foreground pixels outside the core's edge band / core pixels
 MIN_SHARE = 0.90         # largest component / all core pixels of the dominant colour
-EDGE_BAND = 4            # pixels of blurred edge (background-to-colour mixtures) allowed around the core
+EDGE_BAND = 3            # pixels of blurred edge (background-to-colour mixtures) allowed around the core
 
 
 @dataclass(frozen=True)
