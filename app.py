@@ -97,6 +97,8 @@ def _inputs(ui, v: dict) -> None:
     with gr.Row():
         ui.run = gr.Button("Interpolate", variant="primary", elem_id="interp-run")
         ui.stop = gr.Button("Cancel", variant="stop", elem_id="interp-cancel")
+    ui.pace = gr.Button("Even out pacing (re-render with equal-looking steps)", size="sm",
+                        elem_id="interp-pace")
     gr.Examples([[str(EXAMPLES / a), str(EXAMPLES / b), "a photo"] for a, b in EXAMPLE_PAIRS],
                 [ui.image_a, ui.image_b, ui.knobs["prompt"]],
                 label="Examples (public domain / CC0, see assets/README.md)")
@@ -219,7 +221,11 @@ def _wire_frames(ui, studio: Studio, poses: PoseSide) -> None:
     redone = ui.regen.click(gpu(errors(studio.regenerate_frame)),
                             [ui.state, ui.frame_no, *ui.form.values()],
                             api_name="regenerate_frame", **_render_event(ui))
-    for n, event in enumerate((go, pinned, redone)):
+    paced = ui.pace.click(gpu(errors(studio.even_pacing)), ui.state, api_name="even_pacing",
+                          **_render_event(ui))
+    paced.then(studio.schedule_knobs, ui.state, [ui.knobs["curve"], ui.knobs["curve_points"]],
+               api_name="schedule_knobs", api_visibility="private", **LIGHT)
+    for n, event in enumerate((go, pinned, redone, paced)):
         event.then(errors(studio.refresh_frame), [ui.state, ui.frame_no], _frame_outputs(ui),
                    api_name=f"refresh_frame_{n}", api_visibility="private", **LIGHT)
 

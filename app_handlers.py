@@ -160,15 +160,28 @@ class Studio:
         session.edit_frame(_int(frame, "frame"), edit)
         yield from self._render(session, progress)
 
+    def even_pacing(self, session: Optional[Session], progress=gr.Progress()):
+        """Re-render the last sequence with frames moved so adjacent steps look equally large."""
+        session = _need(session)
+        yield from self._render(session, progress, respace=True)
+
+    def schedule_knobs(self, session: Optional[Session]) -> tuple:
+        """Curve and control points of the session's last render (after even pacing)."""
+        if session is None or session.settings is None:
+            return gr.skip(), gr.skip()
+        values = form_from_settings(session.settings)
+        return values["curve"], values["curve_points"]
+
     def cancel(self, session: Optional[Session]) -> None:
         if session is not None:
             session.cancel()
 
-    def _render(self, session: Session, progress, settings=None):
+    def _render(self, session: Session, progress, settings=None, respace: bool = False):
         skip = [gr.skip()] * (self.RENDER_OUTPUTS - 3)
         done = 0
         progress(0.0, desc="preparing")
-        events = session.stream(self.engine, settings)  # started: Cancel can reach it now
+        # started now, so Cancel can reach it
+        events = session.respace(self.engine) if respace else session.stream(self.engine, settings)
         cleared = [None] * (self.RENDER_OUTPUTS - 3)   # no video/downloads until complete
         try:
             yield session, gr.skip(), "rendering…", *cleared  # the session is in the state now

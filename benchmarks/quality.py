@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from interp.eval_report import markdown_table, write_report
-from interp.evaluate import SCHEMES, evaluate, make_variants, pair_settings, respace_render, toy_pairs
+from interp.evaluate import SCHEMES, evaluate, make_variants, pair_settings, toy_pairs
+from interp.pacing import respace_render
 from interp.metrics import get_distance
 from interp.models import load_bundle
 from interp.render import Interpolator

@@ -137,14 +137,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_respace(args: argparse.Namespace) -> int:
-    from .evaluate import respace_render
+    from .pacing import format_report, respace_render
     from .images import load_image
     from .metrics import get_distance
     settings = _settings(args, _is_toy(args))
     engine, _ = _engine(args, settings, settings.candidates)
     result, report = respace_render(engine, load_image(args.image_a), load_image(args.image_b),
                                     settings, {}, get_distance(args.distance), rounds=args.rounds)
-    sys.stdout.write(format_pacing(report) + "\n")
+    sys.stdout.write(format_report(report) + "\n")
     if args.out is not None:
         from .video import export_all
         from .settings import Export
@@ -153,17 +153,3 @@ def run_respace(args: argparse.Namespace) -> int:
         from .eval_report import json_safe
         write_json(args.out / "respace.json", json_safe({"report": report, "summary": result.summary()}))
     return 0
-
-
-def format_pacing(report: dict) -> str:
-    """Before/after lines of a respace report (positions, distances, PDV, max/min)."""
-    lines = []
-    for name in ("before", "after"):
-        step = report[name]
-        lines.append(f"{name:>6}: PDV {step['pdv']:.3g}  max/min {step['max_min_ratio']:.3g}  "
-                     f"smoothness {step['smoothness']:.3f}")
-        lines.append("        positions " + " ".join(f"{p:.3f}" for p in step["positions"]))
-        lines.append("        distances " + " ".join(f"{d:.3f}" for d in step["distances"]))
-    lines.append(f"reused frames: {report['reused']}  generated: {report['generated']}")
-    return "\n".join(lines)
-

@@ -6,7 +6,6 @@ rendered with ONE Interpolator (one bundle, one frame store) and measured with i
 pairs), the share of in-between frames passing each (on-manifold, single clean shape). Baselines:
 method.md section 8; the alpha blend is computed from the prepared inputs in pixel space at the plan's
 positions (the ghosting reference).
-Also here: perceptual respacing of a finished sequence (respace_render, beyond the paper).
 """
 from __future__ import annotations
 
@@ -20,10 +19,10 @@ import numpy as np
 from PIL import Image
 
 from . import metrics
-from .events import CancelToken, EventCallback, ignore_event
+from .events import CancelToken
 from .images import load_image, prepare_pair
-from .plan import curve_positions, positions_to_points, respace
-from .settings import Curve, FrameEdit, Scheme, Settings
+from .plan import curve_positions
+from .settings import Scheme, Settings
 
 log = logging.getLogger(__name__)
 
@@ -244,40 +243,3 @@ def _add_fid(ev: Evaluation, pairs: Sequence[Pair]) -> None:
         inputs = [im for r in runs for im in (r.frames[0], r.frames[-1])]
         ev.extra.setdefault(v.label, {})["fid"] = metrics.fid_against_inputs(
             inputs, [r.frames for r in runs], features)
-
-
-# ------------------------------------------------------------------------------ respacing
-
-def respace_render(engine, image_a, image_b, settings: Settings,
-                   edits: Optional[Mapping[int, FrameEdit]] = None,
-                   distance: metrics.Distance = metrics.lab_distance, *, rounds: int = 1,
-                   on_event: EventCallback = ignore_event, cancel: Optional[CancelToken] = None,
-                   **render_kwargs) -> tuple:
-    """Perceptually even pacing (beyond the paper; IMPUS/DiffMorpher-style): render, measure adjacent
-    distances, move the frames to positions that equalise them (plan.respace, inverse cumulative
-    distance), render again with a custom curve (frames whose keys did not change are reused).
-
-    Returns (the respaced RenderResult, report) where report has "before" and "after" (positions,
-    distances, PDV, max/min ratio), per-round entries, and which frames were reused.
-    """
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds={rounds!r} is not allowed: expected an integer >= 1")
-    result = engine.render(image_a, image_b, settings, edits, on_event=on_event, cancel=cancel,
-                           **render_kwargs)
-    steps = [_pacing(result, distance)]
-    for _ in range(rounds):
-        new = respace(steps[-1]["positions"], steps[-1]["distances"])
-        current = settings.replace(curve=Curve.CUSTOM, curve_points=positions_to_points(new))
-        result = engine.render(image_a, image_b, current, edits, on_event=on_event, cancel=cancel,
-                               **render_kwargs)
-        steps.append(_pacing(result, distance))
-    report = {"before": steps[0], "after": steps[-1], "rounds": steps[1:],
-              "generated": result.generated, "reused": result.reused,
-              "curve_points": [list(p) for p in result.settings.curve_points]}
-    return result, report
-
-
-def _pacing(result, distance: metrics.Distance) -> dict:
-    d = metrics.adjacent_distances(result.images, distance)
-    return {"positions": [f.position for f in result.frames], "distances": d.tolist(),
-            **metrics.spread(d), "smoothness": metrics.smoothness(d)}

@@ -159,6 +159,8 @@ class Session:
         self.cancelled = False
         self.selected: Optional[int] = None      # the frame open in the UI's frame panel
         self.notes: list = []
+        self.pacing: Optional[dict] = None        # {"before", "after"} of the last even-pacing run
+        self._pacing: Optional[tuple] = None      # (before, distance) while one runs
         self._token = CancelToken()
         self._out_root: Optional[Path] = None
         self._runs = 0
@@ -213,12 +215,27 @@ class Session:
         if settings is None:
             raise InputError("nothing rendered yet: press Interpolate first")
         self._begin(engine, settings, edits)
+        self.pacing = self._pacing = None
         token = self._token = CancelToken()
         events: queue.Queue = queue.Queue()
         worker = threading.Thread(target=self._work, args=(engine, settings, token, events),
                                   daemon=True, name="interp-render")
         worker.start()
         return self._drain(worker, token, events)
+
+    def respace(self, engine, distance=None) -> Iterator[Any]:
+        """Re-render the last complete sequence with perceptually even pacing (interp.pacing): its
+        adjacent distances give a custom curve; stream() that. The finished run adds a note saying how
+        uneven the steps were before and after to status() and self.pacing."""
+        from .metrics import lab_distance
+        from .pacing import respaced_settings, result_pacing
+        if self.result is None:
+            raise InputError("nothing to re-pace yet: press Interpolate and let the sequence finish")
+        distance = distance or lab_distance
+        before = result_pacing(self.result, distance)
+        events = self.stream(engine, respaced_settings(self.settings, before))
+        self._pacing = (before, distance)
+        return events
 
     def _drain(self, worker: threading.Thread, token: CancelToken,
                events: queue.Queue) -> Iterator[Any]:
@@ -268,9 +285,18 @@ class Session:
                                                  node.ddim_index)
         elif isinstance(event, Done):
             self.result = event.result
+            if self._pacing is not None:
+                self._note_pacing(event.result)
             self.frames = {f.index: FrameView(f.index, f.position, f.level, tuple(f.images),
                                               f.scores, f.chosen, f.generated, tuple(f.seeds),
                                               f.ddim_index) for f in event.result.frames}
+
+    def _note_pacing(self, result) -> None:
+        from .pacing import describe, result_pacing
+        before, distance = self._pacing
+        self._pacing = None
+        after = result_pacing(result, distance)
+        self.pacing = {"before": before, "after": after, "line": describe(before, after)}
 
     def cancel(self) -> None:
         """Stop the running render within a denoising step; finished frames stay."""
@@ -320,6 +346,8 @@ class Session:
         parts = [head, f"regenerated {generated}, reused {len(inner) - generated}", *self.notes]
         if self.result is not None:
             parts += list(self.result.warnings)
+        if self.pacing is not None:
+            parts.append(self.pacing["line"])
         return " · ".join(parts)
 
     def write_exports(self, export: Optional[Export] = None, model: Optional[str] = None) -> dict:

@@ -284,3 +284,23 @@ def test_export_endpoint_applies_the_export_knobs(client, url, tmp_path):
     video, mp4, gif, archive, project = client.predict(12, True, 0, 2, 1, api_name="/export")
     frames = read_video_frames(fetch(url, mp4, tmp_path))
     assert len(frames) == (1 + 2) + 3 + (1 + 1) + 3  # A held 2 more, inner, B held 1, inner back
+
+
+def test_even_pacing_respaces_the_last_render_and_reports_the_spread(client, url, tmp_path):
+    from PIL import Image
+    from interp import metrics
+    from interp.plan import respace
+    with pytest.raises(Exception, match="Interpolate"):
+        client.predict(api_name="/even_pacing")   # nothing rendered in this session yet
+    _, first = render(client, seed=5, frames=9, candidates=1)
+    with zipfile.ZipFile(fetch(url, first[5], tmp_path)) as archive:
+        frames = [Image.open(archive.open(n)).convert("RGB") for n in sorted(archive.namelist())]
+    before = [f["position"] for f in first[7]["frames"]]
+    expected = respace(before, metrics.adjacent_distances(frames, metrics.lab_distance))
+    paced = client.predict(api_name="/even_pacing")
+    assert paced[7]["settings"]["curve"] == "custom"
+    assert [f["position"] for f in paced[7]["frames"]] == pytest.approx(expected.tolist(), abs=1e-6)
+    line = re.search(r"pacing: largest/smallest step ([\d.]+) -> ([\d.]+), PDV ([\d.]+) -> ([\d.]+)",
+                     paced[1])
+    assert line, paced[1]
+    assert paced[2] is not None and len(paced[0]) == 9   # a complete, exported sequence

@@ -179,6 +179,15 @@ def test_studio_flow(page, tmp_path):
     page.click("#interp-run")
     wait_status(page, "5 frames · regenerated 0, reused 3")  # same inputs and edits: cached
 
+    page.click("#interp-pace")  # even pacing: the plot follows the respaced custom curve
+    page.wait_for_function("s => document.querySelector(s).innerText.includes('pacing: largest')",
+                           arg=STATUS, timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#interp-plot circle.pos')[2]"
+                           ".dataset.position != '0.500000'")
+    shot(page, "10-even-pacing")
+    page.click("#interp-run")  # the knobs now hold the respaced curve: nothing to regenerate
+    wait_status(page, "5 frames · regenerated 0, reused 3")
+
     page.set_viewport_size({"width": 420, "height": 800})  # a phone-sized window
     page.wait_for_function("() => document.documentElement.scrollWidth <= 420")
     page.locator("#interp-strip").scroll_into_view_if_needed()

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from interp import metrics
-from interp.evaluate import (ALPHA_BLEND, SCHEMES, evaluate, folder_pairs, make_variants,
-                             respace_render, toy_pairs)
+from interp.evaluate import ALPHA_BLEND, SCHEMES, evaluate, folder_pairs, make_variants, toy_pairs
+from interp.pacing import respace_render
 from interp.plan import respace
 from interp.render import Interpolator
 from interp.settings import Curve, Settings

@@ -5,7 +5,7 @@ import torch
 
 from interp import pose_control
 from interp.models import load_bundle
-from interp.pose import Pose, control_image, control_scales, interpolate_pose
+from interp.pose import Pose, control_image, interpolate_pose
 from interp.render import Interpolator
 from interp.settings import FrameEdit, Settings
 from interp.store import FrameStore

@@ -1,0 +1,85 @@
+"""Perceptually even pacing of a finished sequence (beyond the paper; IMPUS/DiffMorpher/AID-style).
+
+Measure the adjacent-frame distances of a render, move the frames to the positions that equalise them
+(plan.respace: the inverse of the cumulative distance) and express those as a custom schedule curve, so
+the next render of the same inputs moves evenly. Shared by `python -m interp respace`, `render
+--respace`, the harness and the app's "Even out pacing" button.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+from . import metrics
+from .events import CancelToken, EventCallback, ignore_event
+from .plan import positions_to_points, respace
+from .settings import Curve, FrameEdit, Settings
+
+
+def pacing(positions: Sequence[float], images: Sequence, distance: metrics.Distance = metrics.lab_distance
+           ) -> dict:
+    """Positions, adjacent distances and their spread (PDV, max/min, smoothness) of one sequence."""
+    if len(positions) != len(images):
+        raise ValueError(f"positions has {len(positions)} entries but there are {len(images)} images")
+    d = metrics.adjacent_distances(images, distance)
+    return {"positions": [float(p) for p in positions], "distances": d.tolist(), **metrics.spread(d),
+            "smoothness": metrics.smoothness(d)}
+
+
+def result_pacing(result, distance: metrics.Distance = metrics.lab_distance) -> dict:
+    """pacing() of a RenderResult (its frames' positions and chosen images)."""
+    return pacing([f.position for f in result.frames], result.images, distance)
+
+
+def respaced_settings(settings: Settings, measured: dict) -> Settings:
+    """`settings` with a custom curve that puts the frames where `measured` distances even out."""
+    new = respace(measured["positions"], measured["distances"])
+    return settings.replace(curve=Curve.CUSTOM, curve_points=positions_to_points(new))
+
+
+def describe(before: dict, after: dict) -> str:
+    """One line for people: how uneven the steps were and are (max/min step ratio, PDV)."""
+    def ratio(m: dict) -> str:
+        r = m["max_min_ratio"]
+        return "inf" if r == float("inf") else f"{r:.2f}"
+    return (f"pacing: largest/smallest step {ratio(before)} -> {ratio(after)}, "
+            f"PDV {before['pdv']:.4f} -> {after['pdv']:.4f}")
+
+
+def respace_render(engine, image_a, image_b, settings: Settings,
+                   edits: Optional[Mapping[int, FrameEdit]] = None,
+                   distance: metrics.Distance = metrics.lab_distance, *, rounds: int = 1,
+                   on_event: EventCallback = ignore_event, cancel: Optional[CancelToken] = None,
+                   **render_kwargs) -> tuple:
+    """Render, measure, move the frames to even out the distances, render again (frames whose keys
+    did not change are reused); `rounds` repeats the last two steps.
+
+    Returns (the respaced RenderResult, report) where report has "before" and "after" (pacing()),
+    per-round entries, the new curve points and which frames were generated and reused.
+    """
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds={rounds!r} is not allowed: expected an integer >= 1")
+    result = engine.render(image_a, image_b, settings, edits, on_event=on_event, cancel=cancel,
+                           **render_kwargs)
+    steps = [result_pacing(result, distance)]
+    for _ in range(rounds):
+        current = respaced_settings(settings, steps[-1])
+        result = engine.render(image_a, image_b, current, edits, on_event=on_event, cancel=cancel,
+                               **render_kwargs)
+        steps.append(result_pacing(result, distance))
+    report = {"before": steps[0], "after": steps[-1], "rounds": steps[1:],
+              "generated": result.generated, "reused": result.reused,
+              "curve_points": [list(p) for p in result.settings.curve_points]}
+    return result, report
+
+
+def format_report(report: dict) -> str:
+    """Before/after lines of a respace report (positions, distances, PDV, max/min)."""
+    lines = []
+    for name in ("before", "after"):
+        step = report[name]
+        lines.append(f"{name:>6}: PDV {step['pdv']:.3g}  max/min {step['max_min_ratio']:.3g}  "
+                     f"smoothness {step['smoothness']:.3f}")
+        lines.append("        positions " + " ".join(f"{p:.3f}" for p in step["positions"]))
+        lines.append("        distances " + " ".join(f"{d:.3f}" for d in step["distances"]))
+    lines.append(f"reused frames: {report['reused']}  generated: {report['generated']}")
+    return "\n".join(lines)
