@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import re
+import sys
 from pathlib import Path
 
 from .cli import add_model_flags, add_settings_flags, settings_from_args, write_json
@@ -35,6 +36,9 @@ def add_render_parser(sub) -> None:
                    help="most candidates denoised at once (default: all of a frame)")
     g.add_argument("--clip-model", default=None,
                    help="open_clip NAME:PRETRAINED or NAME:FILE for ranking (default ViT-B-32)")
+    g.add_argument("--respace", action="store_true",
+                   help="render, then re-render with frames moved so adjacent steps look equally "
+                        "large (perceptually even pacing; unchanged frames are reused)")
     g.add_argument("--pose-a", type=Path, help="OpenPose JSON of image A (skips detection)")
     g.add_argument("--pose-b", type=Path, help="OpenPose JSON of image B (skips detection)")
     e = p.add_argument_group("export")
@@ -112,8 +116,14 @@ def run_render(args: argparse.Namespace) -> int:
         log.warning(note)
     scorer = load_scorer_for(settings, args.clip_model, bundle)
     engine = Interpolator(bundle, load_store(args.store), scorer, max_batch=args.max_batch)
+    report = None
     with _Progress() as progress:
-        result = engine.render(image_a, image_b, settings, edits, on_event=progress, **poses)
+        if args.respace:
+            from .pacing import respace_render
+            result, report = respace_render(engine, image_a, image_b, settings, edits,
+                                            on_event=progress, **poses)
+        else:
+            result = engine.render(image_a, image_b, settings, edits, on_event=progress, **poses)
     out: Path = args.out
     paths = export_all(result.images, out, export, formats=("mp4", "gif", "zip"))
     paths["frames"] = write_frames_dir(result.images, out / "frames")[0].parent
@@ -121,6 +131,11 @@ def run_render(args: argparse.Namespace) -> int:
     summary.update(model={"name": bundle.name, "identity": bundle.identity,
                           "device": str(bundle.device), "dtype": str(bundle.dtype)},
                    export={k: str(v) for k, v in paths.items()}, note=note)
+    if report is not None:
+        from .eval_report import json_safe
+        from .pacing import format_report
+        summary["respace"] = json_safe(report)
+        sys.stdout.write(format_report(report) + "\n")
     write_json(out / "summary.json", summary)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return 0

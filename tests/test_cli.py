@@ -145,3 +145,22 @@ def test_pose_files_edits_regenerate_and_select_through_the_cli(tmp_path):
     assert main([*base, "--out", str(tmp_path / "three"), "--regenerate", "1:5"]) == 0
     third = json.loads((tmp_path / "three" / "summary.json").read_text())
     assert third["generated"] == [1] and third["edits"]["1"]["seed"] == 5
+
+
+def test_render_respace_writes_the_evened_sequence_and_its_report(tmp_path, capsys):
+    from interp import metrics
+    from interp.plan import respace
+    out = tmp_path / "paced"
+    assert main(["render", A, B, "--frames", "5", "--out", str(out), *TINY, "--respace"]) == 0
+    printed = capsys.readouterr().out
+    assert "before: PDV" in printed and "after: PDV" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    report = summary["respace"]
+    before = report["before"]
+    expected = respace(before["positions"], before["distances"])
+    assert [f["position"] for f in summary["frames"]] == pytest.approx(expected.tolist(), abs=1e-9)
+    assert summary["settings"]["curve"] == "custom"
+    from PIL import Image
+    frames = [Image.open(out / f"frames/frame_{i:04d}.png").convert("RGB") for i in range(5)]
+    d = metrics.adjacent_distances(frames, metrics.lab_distance)   # the written frames are the paced ones
+    assert report["after"]["distances"] == pytest.approx(d.tolist(), abs=2e-3)
