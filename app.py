@@ -24,12 +24,13 @@ from app_knobs import (export_knobs, inversion_knobs, output_knobs, pose_knobs, 
 from app_pose import TARGETS, PoseSide, pose_editor
 from interp.session import EXPORT_FIELDS, FORM_FIELDS, form_from_export, form_from_settings
 from interp.settings import PRESETS, Export, Settings, preset
+from interp.startup import model_settings
 
 log = logging.getLogger("interp.app")
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "assets" / "examples"
-EXAMPLE_PAIRS = [("astronaut.jpg", "chelsea.jpg"), ("coffee.jpg", "rocket.jpg"),
-                 ("chelsea.jpg", "coffee.jpg")]
+PHOTO_PAIRS = [("astronaut.jpg", "chelsea.jpg"), ("coffee.jpg", "rocket.jpg"),
+               ("chelsea.jpg", "coffee.jpg")]
 GPU_QUEUE = dict(concurrency_id="gpu", concurrency_limit=1)
 LIGHT = dict(concurrency_limit=None, show_progress="hidden")
 CSS = """
@@ -55,7 +56,7 @@ def build_demo(engine, note: Optional[str] = None, defaults: Optional[Settings] 
                export: Optional[Export] = None) -> gr.Blocks:
     """The whole UI over one Interpolator (its bundle, frame store and CLIP scorer)."""
     studio, poses = Studio(engine), PoseSide(engine.store)
-    v = form_from_settings(defaults or preset("draft"))
+    v = form_from_settings(defaults or preset("draft", **model_settings(engine.bundle.name)))
     ui = SimpleNamespace(knobs={})
     with gr.Blocks(title="interp studio", analytics_enabled=False) as demo:
         ui.state = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
@@ -63,7 +64,7 @@ def build_demo(engine, note: Optional[str] = None, defaults: Optional[Settings] 
         gr.Markdown(note or "", elem_id="interp-banner", visible=bool(note))
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=320):
-                _inputs(ui, v)
+                _inputs(ui, v, example_rows(engine.bundle.name))
             with gr.Column(scale=4, min_width=320):
                 _settings(ui, v, form_from_export(export or Export()))
         with gr.Row(equal_height=True):
@@ -89,7 +90,18 @@ def build_demo(engine, note: Optional[str] = None, defaults: Optional[Settings] 
 
 # -- layout ----------------------------------------------------------------------------------------
 
-def _inputs(ui, v: dict) -> None:
+def example_rows(model: str) -> list:
+    """Example inputs with their prompts: pairs of shapes with captions on the toy model (what it
+    was trained on), public-domain photos otherwise."""
+    if model == "toy":
+        from interp.toy.data import caption, example_pairs
+        def path(spec):
+            return str(EXAMPLES / "toy" / f"{spec.colour}_{spec.shape}_{spec.background}.png")
+        return [[path(a), path(b), caption(a), caption(b)] for a, b in example_pairs()]
+    return [[str(EXAMPLES / a), str(EXAMPLES / b), "a photo", ""] for a, b in PHOTO_PAIRS]
+
+
+def _inputs(ui, v: dict, examples: list) -> None:
     with gr.Row():
         ui.image_a = gr.Image(label="Image A", format="png", height=220, elem_id="interp-image-a")
         ui.image_b = gr.Image(label="Image B", format="png", height=220, elem_id="interp-image-b")
@@ -99,8 +111,7 @@ def _inputs(ui, v: dict) -> None:
         ui.stop = gr.Button("Cancel", variant="stop", elem_id="interp-cancel")
     ui.pace = gr.Button("Even out pacing (re-render with equal-looking steps)", size="sm",
                         elem_id="interp-pace")
-    gr.Examples([[str(EXAMPLES / a), str(EXAMPLES / b), "a photo"] for a, b in EXAMPLE_PAIRS],
-                [ui.image_a, ui.image_b, ui.knobs["prompt"]],
+    gr.Examples(examples, [ui.image_a, ui.image_b, ui.knobs["prompt"], ui.knobs["prompt_b"]],
                 label="Examples (public domain / CC0, see assets/README.md)")
 
 
@@ -274,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention-slicing", action="store_true")
     p.add_argument("--vae-tiling", action="store_true")
     p.add_argument("--cpu-offload", action="store_true")
-    p.add_argument("--clip-model", default=None, help="open_clip NAME:PRETRAINED, or 'tiny'")
+    p.add_argument("--clip-model", default=None,
+                   help="open_clip NAME:PRETRAINED, 'tiny' or 'toy' (default: the toy model's own "
+                        "CLIP on toy, else ViT-B-32)")
     p.add_argument("--store", default=None, help="frame cache directory; 'none' = memory only")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="initial knob values (default: balanced on a GPU, draft otherwise)")
@@ -292,17 +305,13 @@ def load_engine(args: argparse.Namespace) -> tuple:
     """(Interpolator, banner markdown or None): the model (offline rule), frame store and CLIP
     scorer, loaded once before serving."""
     from interp.errors import ModelUnavailable
-    from interp.rank import build_tiny_clip, load_clip_scorer
     from interp.render import Interpolator
-    from interp.startup import load_store, parse_clip_spec, resolve_and_load
+    from interp.startup import load_scorer, load_store, resolve_and_load
     bundle, note = resolve_and_load(args.model, args.device, args.dtype,
                                     attention_slicing=args.attention_slicing,
                                     vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload)
-    name, pretrained = parse_clip_spec(args.clip_model)
     try:
-        scorer = (build_tiny_clip(device=bundle.device, counter=bundle.counter) if name == "tiny"
-                  else load_clip_scorer(name, pretrained, device=bundle.device,
-                                        counter=bundle.counter))
+        scorer = load_scorer(args.clip_model, bundle)
     except ModelUnavailable as exc:
         log.warning("CLIP ranking is unavailable: %s", exc)
         scorer, clip_note = None, f"**CLIP ranking is off** (frames use their first candidate): {exc}"
@@ -318,7 +327,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     engine, note = load_engine(args)
     name = args.preset or ("balanced" if engine.bundle.device.type == "cuda" else "draft")
-    demo = build_demo(engine, note, preset(name))
+    demo = build_demo(engine, note, preset(name, **model_settings(engine.bundle.name)))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                 **launch_options())
 

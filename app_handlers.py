@@ -21,6 +21,7 @@ from interp.session import (FORM_FIELDS, EXPORT_FIELDS, Session, edit_from_form,
                             export_from_form, form_from_export, form_from_settings,
                             settings_from_form)
 from interp.settings import PRESETS, preset
+from interp.startup import model_settings
 
 log = logging.getLogger("interp.app")
 OOM_HINT = ("The GPU ran out of memory. Lower Size or Candidates, or restart the app with "
@@ -110,6 +111,7 @@ class Studio:
     def __init__(self, engine) -> None:
         self.engine = engine
         self.model = engine.bundle.identity
+        self.needs = model_settings(engine.bundle.name)   # e.g. the toy model's size and guidance
 
     # -- inputs, plan, presets -------------------------------------------------------------------
     def set_image(self, session: Optional[Session], image: Any, which: str) -> Session:
@@ -130,9 +132,11 @@ class Studio:
         return plan_svg(plan, steps), plan.to_json()
 
     def apply_preset(self, name: str) -> list:
-        """Knob values of a preset (only the knobs the preset sets change)."""
-        values = form_from_settings(preset(name))
-        return [values[f] if f in PRESETS[name] else gr.skip() for f in FORM_FIELDS]
+        """Knob values of a preset (only the knobs the preset sets change; what the model needs,
+        e.g. the toy model's guidance, stays)."""
+        values = form_from_settings(preset(name, **self.needs))
+        return [values[f] if f in PRESETS[name] and f not in self.needs else gr.skip()
+                for f in FORM_FIELDS]
 
     # -- rendering -------------------------------------------------------------------------------
     def interpolate(self, session: Optional[Session], image_a: Any, image_b: Any,

@@ -67,11 +67,12 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
                         help="speed/quality preset that fills every unset flag")
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The preset with every explicitly given flag on top."""
+def settings_from_args(args: argparse.Namespace, model: Optional[str] = None) -> Settings:
+    """The preset, then what `model` needs (startup.model_settings), then every given flag."""
+    from .startup import model_settings
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
              if getattr(args, f.name, None) is not None}
-    return preset(args.preset, **given)
+    return preset(args.preset, **{**model_settings(model), **given})
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,6 @@ from .cli import add_model_flags, add_settings_flags, settings_from_args, write_
 log = logging.getLogger(__name__)
 
 EVAL_DEFAULTS = {"frames": 9}          # the harness's defaults where the flag is not given
-TOY_SIZE = 64                          # the toy model's training resolution
 
 
 def _int_list(text: str) -> list:
@@ -70,41 +69,27 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, toy: bool):
-    """The preset + given flags, with the harness's defaults (9 frames; 64 px and the toy's ranking
-    prompts for the toy model)."""
+    """The preset, the model's needs (the toy's for toy pairs: 64 px, its guidance and ranking
+    prompts), the harness's defaults (9 frames), then the given flags."""
+    from .startup import resolve_model
     for name, value in EVAL_DEFAULTS.items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
-    if toy and args.size is None:
-        args.size = TOY_SIZE
-    if toy and not (args.rank_positive or args.rank_negative):
-        from .toy import data
-        args.rank_positive, args.rank_negative = data.CLEAN_CAPTION, data.BLEND_CAPTION
-    return settings_from_args(args)
+    return settings_from_args(args, "toy" if toy else resolve_model(args.model)[0])
 
 
 def _engine(args: argparse.Namespace, settings, max_candidates: int):
     """(Interpolator over one bundle + store + scorer, model name, note)."""
     from .render import Interpolator
-    from .startup import load_store, resolve_and_load
+    from .startup import load_scorer_for, load_store, resolve_and_load
     bundle, note = resolve_and_load(args.model, args.device, args.dtype,
                                     attention_slicing=args.attention_slicing,
                                     vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
                                     need_controlnet=settings.pose)
     if note:
         log.warning(note)
-    scorer = _scorer(settings.replace(candidates=max_candidates), args.clip_model, bundle)
+    scorer = load_scorer_for(settings.replace(candidates=max_candidates), args.clip_model, bundle)
     return Interpolator(bundle, load_store(args.store), scorer), note
-
-
-def _scorer(settings, spec, bundle):
-    """The CLIP scorer for ranking: the toy model's own CLIP for `toy` (or --clip-model toy)."""
-    from .startup import load_scorer_for
-    ranking = (settings.rank_positive or settings.rank_negative) and settings.candidates != 1
-    if ranking and (spec == "toy" or (spec is None and bundle.name == "toy")):
-        from .toy import load_toy_clip
-        return load_toy_clip(device=bundle.device, counter=bundle.counter)
-    return load_scorer_for(settings, spec, bundle)
 
 
 def _is_toy(args: argparse.Namespace) -> bool:

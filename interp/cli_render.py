@@ -35,7 +35,8 @@ def add_render_parser(sub) -> None:
     g.add_argument("--max-batch", type=int, default=None,
                    help="most candidates denoised at once (default: all of a frame)")
     g.add_argument("--clip-model", default=None,
-                   help="open_clip NAME:PRETRAINED or NAME:FILE for ranking (default ViT-B-32)")
+                   help="open_clip NAME:PRETRAINED or NAME:FILE, 'tiny' or 'toy' for ranking "
+                        "(default: the toy model's own CLIP on toy, else ViT-B-32)")
     g.add_argument("--respace", action="store_true",
                    help="render, then re-render with frames moved so adjacent steps look equally "
                         "large (perceptually even pacing; unchanged frames are reused)")
@@ -99,10 +100,10 @@ def collect_edits(args: argparse.Namespace) -> dict:
 def run_render(args: argparse.Namespace) -> int:
     from .images import load_image
     from .render import Interpolator
-    from .startup import load_scorer_for, load_store, resolve_and_load
+    from .startup import load_scorer_for, load_store, resolve_and_load, resolve_model
     from .video import export_all, write_frames_dir
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, resolve_model(args.model)[0])
     export = Export(fps=args.fps, pingpong=args.pingpong, loop=args.loop,
                     hold_first=args.hold_first, hold_last=args.hold_last)
     edits = collect_edits(args)

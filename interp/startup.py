@@ -46,6 +46,17 @@ def resolve_model(requested: Optional[str]) -> tuple:
     raise ModelUnavailable("no model is available: not even the built-in one")
 
 
+def model_settings(name: Optional[str]) -> dict:
+    """Settings a model needs whatever the preset (the built-in models' size, guidance, ranking
+    prompts); explicit flags and knobs still win. {} for real models."""
+    if name == "toy":
+        from .toy import RECOMMENDED
+        return dict(RECOMMENDED)
+    if name is not None and name.startswith("tiny"):
+        return {"size": 64}   # random test weights: 64 px is all they are for
+    return {}
+
+
 def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
                      dtype: Optional[str] = None, need_controlnet: bool = False, **savers) -> tuple:
     """Load the bundle for `requested` (or the best available) -> (bundle, note)."""
@@ -78,12 +89,21 @@ def load_scorer_for(settings: Settings, spec: Optional[str], bundle):
     """A CLIP scorer when ranking is asked for, else None; unavailable -> warning and no ranking."""
     if not (settings.rank_positive or settings.rank_negative) or settings.candidates == 1:
         return None
-    from .rank import build_tiny_clip, load_clip_scorer
-    name, pretrained = parse_clip_spec(spec)
-    if name == "tiny":
-        return build_tiny_clip(device=bundle.device, counter=bundle.counter)
     try:
-        return load_clip_scorer(name, pretrained, device=bundle.device, counter=bundle.counter)
+        return load_scorer(spec, bundle)
     except ModelUnavailable as exc:
         log.warning("%s; frames will use the first candidate (no ranking)", exc)
         return None
+
+
+def load_scorer(spec: Optional[str], bundle):
+    """The CLIP scorer for `spec` ('NAME:PRETRAINED', 'tiny', 'toy'); with no spec the toy model's
+    own CLIP for the toy model, else DEFAULT_CLIP. Raises ModelUnavailable."""
+    from .rank import build_tiny_clip, load_clip_scorer
+    if spec == "toy" or (spec is None and bundle.name == "toy"):
+        from .toy import load_toy_clip
+        return load_toy_clip(device=bundle.device, counter=bundle.counter)
+    name, pretrained = parse_clip_spec(spec)
+    if name == "tiny":
+        return build_tiny_clip(device=bundle.device, counter=bundle.counter)
+    return load_clip_scorer(name, pretrained, device=bundle.device, counter=bundle.counter)

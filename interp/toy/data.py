@@ -211,6 +211,16 @@ def sample_blends(n: int, seed: int = 0, size: int = 64
     return out
 
 
+def example_pairs() -> list[tuple[ShapeSpec, ShapeSpec]]:
+    """The app's example pairs on the toy model (assets/examples/toy holds them drawn at 64 px)."""
+    return [(ShapeSpec("circle", "red", "white", 0.5, 0.5, 0.3, 0.0),
+             ShapeSpec("square", "blue", "white", 0.5, 0.5, 0.3, 0.0)),
+            (ShapeSpec("star", "yellow", "black", 0.45, 0.5, 0.32, 0.0),
+             ShapeSpec("heart", "pink", "black", 0.55, 0.5, 0.3, 0.0)),
+            (ShapeSpec("triangle", "green", "beige", 0.5, 0.55, 0.32, 0.0),
+             ShapeSpec("circle", "green", "beige", 0.5, 0.5, 0.26, 0.0))]
+
+
 def held_out_pairs(n: int, seed: int = 0, same_background: bool = True) -> list[tuple[ShapeSpec, ShapeSpec]]:
     """n evaluation pairs (spec_a, spec_b) from a stream disjoint from training; b differs from a in shape.
 

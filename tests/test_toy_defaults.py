@@ -1,0 +1,80 @@
+"""Running on the built-in toy model: its knob needs (64 px, guidance 3, ranking prompts), its own
+CLIP as the default scorer, and its shape examples in the app."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from interp.cli import main
+from interp.startup import model_settings
+from interp.toy import RECOMMENDED, data
+
+ROOT = Path(__file__).resolve().parent.parent
+TOY_EXAMPLES = ROOT / "assets" / "examples" / "toy"
+
+
+@pytest.fixture(scope="module")
+def toy_bundle():
+    from interp.models import load_bundle, weights_available
+    assert weights_available("toy"), "assets/toy has no weights: run python -m interp.toy.train"
+    return load_bundle("toy")
+
+
+def test_model_settings_apply_under_flags_and_over_presets(tmp_path):
+    import argparse
+    from interp.cli import add_settings_flags, settings_from_args
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    paper = settings_from_args(parser.parse_args(["--preset", "paper"]), "toy")
+    assert (paper.size, paper.guidance_scale) == (64, 3.0)          # the toy's needs beat the preset
+    assert paper.num_inference_steps == 200                          # the rest is the preset's
+    given = settings_from_args(parser.parse_args(["--guidance", "5", "--size", "128"]), "toy")
+    assert (given.size, given.guidance_scale) == (128, 5.0)         # explicit flags beat both
+    assert settings_from_args(parser.parse_args([]), "sd15").size == 512
+    assert model_settings("tiny-sd21") == {"size": 64} and model_settings("sd15") == {}
+
+
+def test_cli_render_on_toy_uses_its_knobs_and_its_own_clip(tmp_path, toy_bundle):
+    example = data.example_pairs()[0]
+    a, b = (TOY_EXAMPLES / f"{s.colour}_{s.shape}_{s.background}.png" for s in example)
+    out = tmp_path / "toy"
+    assert main(["render", str(a), str(b), "--model", "toy", "--preset", "draft", "--frames", "3",
+                 "--steps", "4", "--candidates", "2", "--store", "none", "--out", str(out),
+                 "--prompt", data.caption(example[0]), "--prompt-b", data.caption(example[1])]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    settings = summary["settings"]
+    assert settings["size"] == 64 and settings["guidance_scale"] == RECOMMENDED["guidance_scale"]
+    assert settings["rank_positive"] == data.CLEAN_CAPTION
+    assert summary["model_calls"]["rows"]["clip"] == 2          # the middle frame's 2 candidates
+    assert summary["frames"][1]["scores"] is not None
+
+
+def test_toy_examples_are_the_drawn_pairs():
+    from PIL import Image
+    for a, b in data.example_pairs():
+        for spec in (a, b):
+            path = TOY_EXAMPLES / f"{spec.colour}_{spec.shape}_{spec.background}.png"
+            assert np.array_equal(np.asarray(Image.open(path).convert("RGB")),
+                                  np.asarray(data.draw(spec)))
+
+
+def test_app_on_toy_offers_shape_examples_and_toy_knobs(toy_bundle):
+    sys.path.insert(0, str(ROOT))
+    import app
+    from app_handlers import Studio
+    from interp.render import Interpolator
+    from interp.session import FORM_FIELDS
+    from interp.store import FrameStore
+    rows = app.example_rows("toy")
+    assert rows[0][2:] == [data.caption(s) for s in data.example_pairs()[0]]
+    assert all(Path(p).is_file() for row in rows for p in row[:2])
+    engine = Interpolator(toy_bundle, FrameStore(None), None)
+    demo = app.build_demo(engine)
+    values = {c.get("props", {}).get("label"): c.get("props", {}).get("value")
+              for c in demo.config["components"]}
+    assert values["Guidance scale"] == 3.0 and values["Size (long side, pixels)"] == 64
+    paper = dict(zip(FORM_FIELDS, Studio(engine).apply_preset("paper")))
+    assert paper["num_inference_steps"] == 200
+    assert not isinstance(paper["guidance_scale"], (int, float))   # skipped: the toy keeps 3
