@@ -6,6 +6,7 @@ import logging
 import math
 import re
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -68,19 +69,35 @@ def contact_sheet(ev: Evaluation, label: str) -> Image.Image:
     runs = ev.runs_of(label)
     if not runs:
         raise ValueError(f"label={label!r} has no runs")
+    return _sheet(runs, ev.check_names)
+
+
+def comparison_sheet(ev: Evaluation, pairs: int = 2) -> Image.Image:
+    """The first `pairs` pairs, each as one row per variant (labelled), with the check bars."""
+    names = list(dict.fromkeys(r.pair for r in ev.runs))[:pairs]
+    runs = [r for name in names for v in ev.variants for r in ev.runs if r.pair == name
+            and r.variant == v.label]
+    if not runs:
+        raise ValueError("the evaluation has no runs")
+    return _sheet(runs, ev.check_names, [f"{r.pair}: {r.variant}" for r in runs])
+
+
+def _sheet(runs: list, names: list, captions: Optional[list] = None) -> Image.Image:
     w, h = runs[0].frames[0].size
     scale = min(1.0, THUMB / max(w, h))
     cw, ch = max(1, round(w * scale)), max(1, round(h * scale))
-    names = ev.check_names
     bar = 4 * len(names)
+    left = 150 if captions else 0
     cols = max(len(r.frames) for r in runs)
-    sheet = Image.new("RGB", (cols * (cw + PAD) + PAD, len(runs) * (ch + bar + PAD) + PAD),
+    sheet = Image.new("RGB", (left + cols * (cw + PAD) + PAD, len(runs) * (ch + bar + PAD) + PAD),
                       (40, 40, 40))
     pen = ImageDraw.Draw(sheet)
     for row, run in enumerate(runs):
         y = PAD + row * (ch + bar + PAD)
+        if captions:
+            pen.text((PAD, y + ch // 2 - 5), captions[row], fill=(230, 230, 230))
         for col, frame in enumerate(run.frames):
-            x = PAD + col * (cw + PAD)
+            x = left + PAD + col * (cw + PAD)
             sheet.paste(frame.convert("RGB").resize((cw, ch), Image.BOX), (x, y))
             for k, name in enumerate(names if 0 < col < len(run.frames) - 1 else ()):
                 fill = CHECK_COLOURS[0] if run.checks[name][col - 1] else CHECK_COLOURS[1]
@@ -129,13 +146,16 @@ def json_safe(obj):
 
 
 def write_report(ev: Evaluation, out: str | Path) -> dict:
-    """Write results.md, results.json, distances.png and contact_<variant>.png -> {name: path}."""
+    """Write results.md, results.json, distances.png, comparison.png (two pairs, every variant) and
+    contact_<variant>.png (every pair) -> {name: path}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "results.md", "json": out / "results.json"}
     paths["markdown"].write_text(markdown(ev))
     paths["json"].write_text(json.dumps(json_safe(ev.to_json()), indent=1) + "\n")
     paths["distances"] = distance_plot(ev, out / "distances.png")
+    paths["comparison"] = out / "comparison.png"
+    comparison_sheet(ev).save(paths["comparison"])
     for v in ev.variants:
         path = out / f"contact_{_slug(v.label)}.png"
         contact_sheet(ev, v.label).save(path)

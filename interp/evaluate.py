@@ -109,11 +109,13 @@ class Evaluation:
 
 # ------------------------------------------------------------------------------ pairs and variants
 
-def toy_pairs(n: int, seed: int = 0, size: int = 64) -> list:
-    """n held-out toy pairs (disjoint from training), prompts = the shapes' captions."""
+def toy_pairs(n: int, seed: int = 0, size: int = 64, same_colour: bool = False) -> list:
+    """n held-out toy pairs (disjoint from training), prompts = the shapes' captions; same_colour:
+    shape morphs only (see toy.data.held_out_pairs)."""
     from .toy import data
+    pairs = data.held_out_pairs(n, seed, same_colour=same_colour)
     return [Pair(f"toy{i:02d}", data.draw(a, size), data.draw(b, size), data.caption(a),
-                 data.caption(b)) for i, (a, b) in enumerate(data.held_out_pairs(n, seed))]
+                 data.caption(b)) for i, (a, b) in enumerate(pairs)]
 
 
 def folder_pairs(directory: str | Path) -> list:
