@@ -40,6 +40,8 @@ def add_eval_parser(sub) -> None:
     src.add_argument("--pairs", type=Path, help="directory of <name>_a.* / <name>_b.* image pairs")
     src.add_argument("--toy-pairs", type=int, metavar="N", help="N held-out toy pairs (default 8)")
     p.add_argument("--pair-seed", type=int, default=0, help="seed of the held-out toy pairs")
+    p.add_argument("--same-colour", action="store_true",
+                   help="toy pairs that change shape only (both ends share their colour)")
     p.add_argument("--schemes", type=_str_list, default=list(SCHEMES),
                    help=f"comma list from {','.join(SCHEMES)} (default: all)")
     p.add_argument("--candidates", type=_int_list, default=None, metavar="K[,K...]",
@@ -109,7 +111,7 @@ def run_eval(args: argparse.Namespace) -> int:
     ks = ks or [settings.candidates]
     distance = get_distance(args.distance)
     pairs = (folder_pairs(args.pairs) if args.pairs is not None
-             else toy_pairs(args.toy_pairs or 8, args.pair_seed, settings.size))
+             else toy_pairs(args.toy_pairs or 8, args.pair_seed, settings.size, args.same_colour))
     engine, note = _engine(args, settings, max(ks + [0]))
     ev = evaluate(engine, pairs, settings, make_variants(args.schemes, ks), distance=distance,
                   distance_name=args.distance, checks=CHECKS if args.pairs is None else None)

@@ -105,13 +105,16 @@ def test_cli_eval_writes_table_for_cheap_schemes(tmp_path, capsys):
     from interp.cli_eval import add_eval_parser
     parser = argparse.ArgumentParser()
     add_eval_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["eval", "--model", "tiny", "--toy-pairs", "2", "--frames", "5",
+    args = parser.parse_args(["eval", "--model", "tiny", "--toy-pairs", "2", "--same-colour", "--frames", "5",
                               "--schemes", "interpolate_only,alpha_blend", "--store", "none",
                               "--out", str(tmp_path)])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "| interpolate_only |" in out and "| alpha_blend |" in out and "on-manifold" in out
     assert (tmp_path / "contact_interpolate_only.png").is_file()
+    assert (tmp_path / "comparison.png").is_file()
+    same = toy_pairs(3, seed=0, same_colour=True)       # what --same-colour selects
+    assert all(p.prompt_a.split()[1] == p.prompt_b.split()[1] for p in same)   # "a red ..."
 
 
 # ---------------------------------------------------------------------------- quality on the toy model

@@ -76,6 +76,24 @@ def test_blends_and_held_out_pairs():
     assert all(a.shape != b.shape and a.background == b.background for a, b in pairs)
     train = {s for _, _, s in data.sample(200, seed=0)}
     assert not train & {s for pair in pairs for s in pair}
+    same = data.held_out_pairs(8, seed=0, same_colour=True)
+    assert all(a.colour == b.colour and a.shape != b.shape and a.background == b.background
+               for a, b in same)
+
+
+def test_flawed_images_are_never_one_clean_palette_shape():
+    from interp.toy import detect
+    flawed = data.sample_flawed(60, seed=4)
+    assert all(text == data.BLEND_CAPTION for _, text in flawed)
+    assert not any(detect.on_manifold(im) for im, _ in flawed)
+    empty = flawed[1][0]                              # every third is an empty background
+    assert len(set(empty.getdata())) == 1
+    a = data.ShapeSpec("circle", "red", "white", 0.3, 0.3, 0.2, 0.0)
+    b = data.ShapeSpec("square", "blue", "white", 0.7, 0.7, 0.2, 0.0)
+    both = _pixels(data.two_shapes(a, b))             # apart: each keeps its own pixels
+    assert tuple(both[19, 19]) == data.COLOURS["red"] and tuple(both[45, 45]) == data.COLOURS["blue"]
+    with pytest.raises(ValueError, match="one background"):
+        data.two_shapes(a, data.ShapeSpec("square", "blue", "black", 0.7, 0.7, 0.2, 0.0))
 
 
 def test_keypoints_follow_the_shape():

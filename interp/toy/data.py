@@ -7,8 +7,9 @@ held_out_pairs(n, seed); each uses its own SeedSequence tag, so the streams neve
 """
 from __future__ import annotations
 
+
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,7 +42,8 @@ STAR_INNER = 0.45  # inner / outer radius of the 5-pointed star
 HEART_TILT = 30.0  # hearts are tilted at most this many degrees either way
 # Rotational symmetry: angles are drawn in [0, 360 / order) so each image has one spec (circle: 0).
 SYMMETRY = {"circle": 0, "square": 4, "triangle": 3, "star": 5, "heart": 1}
-STREAM_TRAIN, STREAM_BLEND, STREAM_HELD_OUT = 0, 1, 2
+STREAM_TRAIN, STREAM_BLEND, STREAM_HELD_OUT, STREAM_FLAWED = 0, 1, 2, 3
+FADED_ALPHA_RANGE = (0.1, 0.45)  # opacity of a faded single shape
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,40 @@ def sample_blends(n: int, seed: int = 0, size: int = 64
     return out
 
 
+def sample_flawed(n: int, seed: int = 0, size: int = 64) -> list[tuple[Image.Image, str]]:
+    """n images that are not one clean shape, in turn: a single shape faded into its background, an
+    empty background, two full-strength shapes side by side. Captioned like blends: what CLIP
+    ranking should push down besides ghosting."""
+    rng = _rng(seed, STREAM_FLAWED)
+    out = []
+    for i in range(_check_count(n)):
+        a = sample_spec(rng)
+        empty = Image.new("RGB", (size, size), BACKGROUNDS[a.background])
+        kind = i % 3
+        if kind == 0:
+            image = blend(empty, draw(a, size), float(rng.uniform(*FADED_ALPHA_RANGE)))
+        elif kind == 1:
+            image = empty
+        else:   # two small shapes side by side
+            b = sample_spec(rng, background=a.background)
+            r, y1, y2 = (float(v) for v in rng.uniform((0.12, 0.3, 0.3), (0.2, 0.7, 0.7)))
+            image = two_shapes(replace(a, cx=0.27, cy=y1, size=r), replace(b, cx=0.73, cy=y2, size=r), size)
+        out.append((image, BLEND_CAPTION))
+    return out
+
+
+def two_shapes(a: ShapeSpec, b: ShapeSpec, size: int = 64) -> Image.Image:
+    """Both shapes at full strength on a's background (b drawn over a)."""
+    if a.background != b.background:
+        raise ValueError(f"two_shapes needs one background; got {a.background!r} and {b.background!r}")
+    first, second = np.asarray(draw(a, size), np.float64), np.asarray(draw(b, size), np.float64)
+    bg = np.array(BACKGROUNDS[a.background], np.float64)
+    # b's coverage per pixel from its distance to the background (anti-aliased edges blend)
+    cover = np.clip(np.linalg.norm(second - bg, axis=-1) / max(np.linalg.norm(np.array(COLOURS[b.colour]) - bg),
+                                                              1.0), 0.0, 1.0)[..., None]
+    return Image.fromarray((first * (1 - cover) + second * cover).round().astype(np.uint8))
+
+
 def example_pairs() -> list[tuple[ShapeSpec, ShapeSpec]]:
     """The app's example pairs on the toy model (assets/examples/toy holds them drawn at 64 px)."""
     return [(ShapeSpec("circle", "red", "white", 0.5, 0.5, 0.3, 0.0),
@@ -221,11 +257,13 @@ def example_pairs() -> list[tuple[ShapeSpec, ShapeSpec]]:
              ShapeSpec("circle", "green", "beige", 0.5, 0.5, 0.26, 0.0))]
 
 
-def held_out_pairs(n: int, seed: int = 0, same_background: bool = True) -> list[tuple[ShapeSpec, ShapeSpec]]:
+def held_out_pairs(n: int, seed: int = 0, same_background: bool = True,
+                   same_colour: bool = False) -> list[tuple[ShapeSpec, ShapeSpec]]:
     """n evaluation pairs (spec_a, spec_b) from a stream disjoint from training; b differs from a in shape.
 
     With same_background (the default) both ends share a background, so in-between frames are judged on
-    the shape alone.
+    the shape alone. With same_colour, b takes a's colour too (a pure shape morph, whose in-betweens
+    can stay in the palette; a colour change passes through off-palette hues by nature).
     """
     rng = _rng(seed, STREAM_HELD_OUT)
     pairs = []
@@ -234,6 +272,8 @@ def held_out_pairs(n: int, seed: int = 0, same_background: bool = True) -> list[
         b = sample_spec(rng, background=a.background if same_background else None)
         while b.shape == a.shape:
             b = sample_spec(rng, background=a.background if same_background else None)
+        if same_colour:
+            b = replace(b, colour=a.colour)
         pairs.append((a, b))
     return pairs
 
