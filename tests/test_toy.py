@@ -202,13 +202,12 @@ def test_shipped_clip_prefers_clean_shapes():
 
 
 def test_shipped_model_draws_a_red_circle(toy_bundle):
-    from interp.toy import check
+    from interp.toy import RECOMMENDED, check, detect
 
-    images = check.generate(toy_bundle, ["a red circle on a white background"] * 4, [0, 1, 2, 3],
-                            steps=20, guidance_scale=5.0)
-    colours = [check.dominant_colour(im) for im in images]
-    assert colours.count("red") >= 3, colours
-    assert all(check.background_of(im) == "white" for im in images)
+    images = check.generate(toy_bundle, ["a red circle on a white background"] * 8, list(range(8)),
+                            steps=20, guidance_scale=RECOMMENDED["guidance_scale"])
+    found = [(d.shape, d.colour, d.background) if (d := detect.classify(im)) else None for im in images]
+    assert found.count(("circle", "red", "white")) >= 6, found   # measured: 7 of 8 seeds
 
 
 def test_shipped_controlnet_puts_the_shape_on_the_skeleton(toy_bundle):

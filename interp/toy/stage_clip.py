@@ -1,7 +1,10 @@
 """The toy open_clip scorer: contrastive training on captions, clean shapes vs faded two-shape blends.
 
 Clean images are captioned with their full caption, a short one ("a red circle") or "a clean single
-shape"; alpha blends of two shapes with "a faded blend of two shapes". Several images share a caption
+shape"; alpha blends of two shapes with "a faded blend of two shapes", and so are other images that are
+not one clean shape (a faded single shape, an empty background, two shapes: data.sample_flawed). Half of
+all images go through the trained VAE and back, so the scorer judges shapes under the decoder's blur, as
+in generated frames, rather than telling sharp from blurry. Several images share a caption
 in a batch, so the loss is a multi-positive InfoNCE (every image with the same caption is a positive),
 symmetric over images and texts. CLIP ranking (positive "a clean single shape", negative "a faded blend
 of two shapes", paper section 3.4) then prefers clean frames.
@@ -31,20 +34,43 @@ def clean_caption(spec: data.ShapeSpec, rng: np.random.Generator) -> str:
     return data.CLEAN_CAPTION
 
 
-def clip_dataset(n_clean: int, n_blend: int, seed: int, preprocess: Any, tokenizer: Any
-                 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(preprocessed images [N, 3, 64, 64], token ids [N, 77], caption class [N]) of clean + blended images."""
+def clip_dataset(n_clean: int, n_blend: int, seed: int, preprocess: Any, tokenizer: Any, vae: Any = None,
+                 n_flawed: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(preprocessed images [N, 3, 64, 64], token ids [N, 77], caption class [N]) of clean, blended and
+    flawed images; with a VAE, every other image is its decoded reconstruction."""
     rng = np.random.default_rng(seed)
     clean = data.sample(n_clean, seed + 1000)
-    blends = data.sample_blends(n_blend, seed)
-    images = [im for im, _, _ in clean] + [im for im, _, _ in blends]
-    captions = [clean_caption(spec, rng) for _, _, spec in clean] + [data.BLEND_CAPTION] * n_blend
+    negatives = [im for im, _, _ in data.sample_blends(n_blend, seed)]
+    if n_flawed:
+        negatives += [im for im, _ in data.sample_flawed(n_flawed, seed)]
+    images = [im for im, _, _ in clean] + negatives
+    if vae is not None:
+        images = decoded_every_other(vae, images)
+    captions = [clean_caption(spec, rng) for _, _, spec in clean] + [data.BLEND_CAPTION] * len(negatives)
     distinct = sorted(set(captions))
     index = {c: i for i, c in enumerate(distinct)}
     ids = tokenizer(distinct)
     classes = np.array([index[c] for c in captions])
     pixels = torch.stack([preprocess(im) for im in images])
     return pixels, ids, classes
+
+
+@torch.no_grad()
+def decoded_every_other(vae: Any, images: list, batch: int = 256) -> list:
+    """images with every other one replaced by decode(encode(image)) through the VAE's posterior mean."""
+    from PIL import Image
+
+    from interp.toy.stages import images_to_tensor
+    out = list(images)
+    picked = list(range(0, len(images), 2))
+    for i in range(0, len(picked), batch):
+        idx = picked[i:i + batch]
+        x = images_to_tensor(data.to_uint8([images[j] for j in idx]))
+        rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+        arr = ((rec + 1.0) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        for j, a in zip(idx, arr):
+            out[j] = Image.fromarray(a)
+    return out
 
 
 def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, classes: torch.Tensor,
@@ -58,11 +84,11 @@ def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, classes: torch.Ten
 
 
 def train_clip(steps: int, n_clean: int = 8000, n_blend: int = 3000, batch: int = 192, lr: float = 1e-3,
-               seed: int = 0, log_every: int = 50) -> StageResult:
+               seed: int = 0, log_every: int = 50, vae: Any = None, n_flawed: int = 0) -> StageResult:
     """Train interp-toy-clip contrastively; returns the model and the blend/clean ranking accuracy."""
     start = time.perf_counter()
     model, preprocess, tokenizer = nets.build_clip(seed)
-    pixels, ids, classes = clip_dataset(n_clean, n_blend, seed, preprocess, tokenizer)
+    pixels, ids, classes = clip_dataset(n_clean, n_blend, seed, preprocess, tokenizer, vae, n_flawed)
     model.train()
     params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
