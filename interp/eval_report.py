@@ -33,6 +33,8 @@ def markdown_table(ev: Evaluation) -> str:
     """The per-variant table, mean ± std over pairs (population std)."""
     table = ev.table()
     cols = [(c, c.replace("_", "-")) for c in ev.check_names]
+    cols += [(f"{c}_gain", f"{c.replace('_', '-')} gain of CLIP pick") for c in ev.check_names
+             if any(f"{c}_gain" in row for row in table.values())]
     cols += [(k, name) for k, name in COLUMNS if any(k in row for row in table.values())]
     lines = ["| variant | " + " | ".join(name for _, name in cols) + " |",
              "|---|" + "---|" * len(cols)]

@@ -61,11 +61,20 @@ class Run:
     checks: dict = field(default_factory=dict)   # check name -> one bool per in-between frame
     seconds: float = 0.0
     unet_rows: int = 0
+    # check name -> per in-between frame with several candidates: (did CLIP's pick pass, share of
+    # its candidates that pass). Their difference is what ranking gained over a random pick.
+    picks: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"variant": self.variant, "pair": self.pair, "distances": self.distances,
-                "metrics": self.metrics, "checks": self.checks,
+                "metrics": self.metrics, "checks": self.checks, "picks": self.picks,
                 "seconds": self.seconds, "unet_rows": self.unet_rows}
+
+    def ranking_gain(self, check: str) -> Optional[float]:
+        """Share of ranked frames whose pick passes `check` minus the mean share of their candidates
+        that pass (0: ranking did no better than a random pick); None without ranked frames."""
+        picks = self.picks.get(check) or []
+        return float(np.mean([p - chance for p, chance in picks])) if picks else None
 
 
 @dataclass
@@ -93,6 +102,10 @@ class Evaluation:
             runs = self.runs_of(v.label)
             row = {c: metrics.mean_std([float(np.mean(r.checks[c])) for r in runs])
                    for c in self.check_names}
+            for c in self.check_names:
+                gains = [g for r in runs if (g := r.ranking_gain(c)) is not None]
+                if gains:
+                    row[f"{c}_gain"] = metrics.mean_std(gains)
             row.update({m: metrics.mean_std([r.metrics[m] for r in runs]) for m in METRICS})
             row["seconds"] = metrics.mean_std([r.seconds for r in runs])
             row.update({k: (val, 0.0) for k, val in self.extra.get(v.label, {}).items()})
@@ -176,25 +189,36 @@ def pair_settings(settings: Settings, pair: Pair, variant: Variant) -> Settings:
 
 def render_variant(engine, pair: Pair, variant: Variant, settings: Settings,
                    cancel: Optional[CancelToken] = None) -> tuple:
-    """(frames, UNet rows) of one variant on one pair."""
+    """(frames, UNet rows, [(candidates, chosen index)] of the in-between frames) of one variant on
+    one pair."""
     if variant.scheme == ALPHA_BLEND:
         a, b = prepare_pair(pair.image_a, pair.image_b, settings.size, settings.fit)
         positions = curve_positions(settings.frames, settings.curve, settings.curve_alpha,
                                     settings.curve_beta, settings.curve_points)
-        return alpha_blend_frames(a, b, positions), 0
+        frames = alpha_blend_frames(a, b, positions)
+        return frames, 0, [([f], 0) for f in frames[1:-1]]
     result = engine.render(pair.image_a, pair.image_b, pair_settings(settings, pair, variant),
                            cancel=cancel)
-    return result.images, result.counts.get("rows", {}).get("unet", 0)
+    candidates = [(list(f.images), f.chosen) for f in result.frames[1:-1]]
+    return result.images, result.counts.get("rows", {}).get("unet", 0), candidates
 
 
 def measure(variant: str, pair: str, frames: list, distance: metrics.Distance,
             checks: Optional[Mapping[str, Callable]] = None, seconds: float = 0.0,
-            unet_rows: int = 0) -> Run:
-    """Distances and metrics of one finished sequence, and each check's verdict on its in-betweens."""
+            unet_rows: int = 0, candidates: Sequence = ()) -> Run:
+    """Distances and metrics of one finished sequence, each check's verdict on its in-betweens, and
+    for frames with several candidates whether the chosen one passes against how many do."""
     d = metrics.adjacent_distances(frames, distance)
     verdicts = {name: [bool(check(f)) for f in frames[1:-1]] for name, check in (checks or {}).items()}
+    picks = {name: [_pick(check, images, chosen) for images, chosen in candidates if len(images) > 1]
+             for name, check in (checks or {}).items()}
     return Run(variant, pair, list(frames), d.tolist(), metrics.sequence_metrics(d), verdicts,
-               seconds, unet_rows)
+               seconds, unet_rows, {k: v for k, v in picks.items() if v})
+
+
+def _pick(check: Callable, images: Sequence, chosen: int) -> tuple:
+    passed = [bool(check(im)) for im in images]
+    return passed[chosen], float(np.mean(passed))
 
 
 def evaluate(engine, pairs: Sequence[Pair], settings: Settings, variants: Sequence[Variant], *,
@@ -213,9 +237,9 @@ def evaluate(engine, pairs: Sequence[Pair], settings: Settings, variants: Sequen
     for pair in pairs:
         for variant in variants:
             start = time.perf_counter()
-            frames, rows = render_variant(engine, pair, variant, settings, cancel)
+            frames, rows, candidates = render_variant(engine, pair, variant, settings, cancel)
             run = measure(variant.label, pair.name, frames, distance, checks,
-                          time.perf_counter() - start, rows)
+                          time.perf_counter() - start, rows, candidates)
             log.info("%s on %s: %s", variant.label, pair.name, run.metrics)
             on_run(run)
             runs.append(run)

@@ -195,3 +195,24 @@ def test_toy_respacing_shrinks_the_distance_spread(toy_engine, toy_eval):
         before.append(report["before"]["pdv"])
         after.append(report["after"]["pdv"])
     assert np.median(after) < 0.8 * np.median(before)
+
+
+def test_ranking_gain_compares_the_pick_with_its_candidates():
+    from interp.evaluate import Evaluation, Variant, measure
+    black, white = Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8), (255, 255, 255))
+    bright = {"bright": lambda im: im.getpixel((0, 0))[0] > 128}
+    frames = [black, white, black]
+    good = measure("K=3", "p", frames, metrics.pixel_distance, bright,
+                   candidates=[([black, white, black], 1)])      # the pick is the 1 of 3 that passes
+    bad = measure("K=3", "q", frames, metrics.pixel_distance, bright,
+                  candidates=[([white, white, black, black], 3)])  # a failing pick of 4, 2 pass
+    single = measure("K=1", "p", frames, metrics.pixel_distance, bright, candidates=[([white], 0)])
+    assert good.ranking_gain("bright") == pytest.approx(2 / 3)
+    assert bad.ranking_gain("bright") == pytest.approx(-0.5)
+    assert single.ranking_gain("bright") is None and single.picks == {}
+    ev = Evaluation([good, bad, single], [Variant("K=3", "method", 3), Variant("K=1", "method", 1)],
+                    Settings())
+    assert ev.table()["K=3"]["bright_gain"][0] == pytest.approx((2 / 3 - 0.5) / 2)
+    assert "bright_gain" not in ev.table()["K=1"]
+    from interp.eval_report import markdown_table
+    assert "bright gain of CLIP pick" in markdown_table(ev)

@@ -138,8 +138,10 @@ fixed number of steps with seeded generators, so the run is reproducible.
    prediction with SD's scaled-linear 1000-step schedule (beta 0.00085..0.012), 10% caption dropout to ""
    (classifier-free guidance), Min-SNR-5 loss weighting, EMA of the weights.
 3. open_clip `interp-toy-clip` (config clip/interp-toy-clip.json) trained contrastively (multi-positive
-   InfoNCE) on full/short captions, "a clean single shape", and alpha blends of two shapes captioned
-   "a faded blend of two shapes".
+   InfoNCE) on full/short captions, "a clean single shape", and images that are not one clean shape
+   (alpha blends of two shapes, faded single shapes, empty backgrounds, two shapes side by side)
+   captioned "a faded blend of two shapes"; every other image goes through the trained VAE and back,
+   so it judges shapes under the decoder's blur as in generated frames.
 4. ControlNetModel copied from the UNet, trained (UNet and text encoder frozen) on the shapes' skeletons
    (centre + extremes in OpenPose's 18 slots, drawn by controlnet_aux's OpenPose drawer).
 

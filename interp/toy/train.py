@@ -37,6 +37,7 @@ class Budget:
     clip_batch: int = 192
     clip_clean: int = 8000
     clip_blend: int = 3000
+    clip_flawed: int = 3000
     controlnet_steps: int = 300
     controlnet_batch: int = 32
     n_control: int = 6000
@@ -45,7 +46,7 @@ class Budget:
 
 FULL = Budget()
 QUICK = Budget(n_train=64, vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4, clip_steps=2, clip_batch=8,
-               clip_clean=16, clip_blend=8, controlnet_steps=2, controlnet_batch=4, n_control=16, n_check=4)
+               clip_clean=16, clip_blend=8, clip_flawed=6, controlnet_steps=2, controlnet_batch=4, n_control=16, n_check=4)
 
 
 def training_set(n: int, seed: int) -> tuple[np.ndarray, list[str], list[data.ShapeSpec]]:
@@ -75,7 +76,8 @@ def run_stages(budget: Budget, seed: int) -> tuple[dict[str, Any], dict[str, Any
     nets = _stage(report, "unet", stage_unet.train_unet(latents, ids, empty, budget.unet_steps,
                                                         budget.unet_batch, seed=seed))
     clip = _stage(report, "clip", stage_clip.train_clip(budget.clip_steps, budget.clip_clean, budget.clip_blend,
-                                                        budget.clip_batch, seed=seed))["clip"]
+                                                        budget.clip_batch, seed=seed, vae=vae,
+                                                        n_flawed=budget.clip_flawed))["clip"]
     t0 = time.perf_counter()
     controls = stage_unet.control_tensor([data.pose_image(s) for s in specs[: budget.n_control]])
     report["seconds"]["skeletons"] = time.perf_counter() - t0
