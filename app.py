@@ -24,7 +24,7 @@ from app_knobs import (export_knobs, inversion_knobs, output_knobs, pose_knobs, 
 from app_pose import TARGETS, PoseSide, pose_editor
 from interp.session import EXPORT_FIELDS, FORM_FIELDS, form_from_export, form_from_settings
 from interp.settings import PRESETS, Export, Settings, preset
-from interp.startup import model_settings
+from interp.startup import add_store_flags, model_settings
 
 log = logging.getLogger("interp.app")
 HERE = Path(__file__).resolve().parent
@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-model", default=None,
                    help="open_clip NAME:PRETRAINED, 'tiny' or 'toy' (default: the toy model's own "
                         "CLIP on toy, else ViT-B-32)")
-    p.add_argument("--store", default=None, help="frame cache directory; 'none' = memory only")
+    add_store_flags(p)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="initial knob values (default: balanced on a GPU, draft otherwise)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -317,7 +317,7 @@ def load_engine(args: argparse.Namespace) -> tuple:
         scorer, clip_note = None, f"**CLIP ranking is off** (frames use their first candidate): {exc}"
     else:
         clip_note = None
-    store = load_store(Path(args.store) if args.store else None)
+    store = load_store(args.store, args.store_max_gb)
     notes = [f"**Built-in model.** {note}" if note else None, clip_note]
     return Interpolator(bundle, store, scorer), "  \n".join(n for n in notes if n) or None
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .cli import add_model_flags, add_settings_flags, settings_from_args, write_json
+from .startup import add_store_flags
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ def add_eval_parser(sub) -> None:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distance", default="lab", choices=["lab", "pixel", "lpips"],
                    help="adjacent-frame distance (lab: CIE76 on 64 px; lpips only with local weights)")
-    p.add_argument("--store", type=Path, default=None,
-                   help="frame cache directory (default: the user cache dir); 'none' = memory only")
+    add_store_flags(p)
     p.add_argument("--clip-model", default=None,
                    help="open_clip NAME:PRETRAINED or NAME:FILE for ranking (toy: its own CLIP)")
 
@@ -91,7 +91,7 @@ def _engine(args: argparse.Namespace, settings, max_candidates: int):
     if note:
         log.warning(note)
     scorer = load_scorer_for(settings.replace(candidates=max_candidates), args.clip_model, bundle)
-    return Interpolator(bundle, load_store(args.store), scorer), note
+    return Interpolator(bundle, load_store(args.store, args.store_max_gb), scorer), note
 
 
 def _is_toy(args: argparse.Namespace) -> bool:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .cli import add_model_flags, add_settings_flags, settings_from_args, write_json
+from .startup import add_store_flags
 from .settings import Export, FrameEdit
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,7 @@ def add_render_parser(sub) -> None:
     g.add_argument("--edits", type=Path, help="JSON file {frame: {field: value}} of frame edits")
     g.add_argument("--regenerate", action="append", default=[], metavar="FRAME[:SEED]")
     g.add_argument("--select", action="append", default=[], metavar="FRAME:CANDIDATE")
-    g.add_argument("--store", type=Path, default=None,
-                   help="frame cache directory (default: the user cache dir); 'none' = memory only")
+    add_store_flags(g)
     g.add_argument("--max-batch", type=int, default=None,
                    help="most candidates denoised at once (default: all of a frame)")
     g.add_argument("--clip-model", default=None,
@@ -116,7 +116,7 @@ def run_render(args: argparse.Namespace) -> int:
     if note:
         log.warning(note)
     scorer = load_scorer_for(settings, args.clip_model, bundle)
-    engine = Interpolator(bundle, load_store(args.store), scorer, max_batch=args.max_batch)
+    engine = Interpolator(bundle, load_store(args.store, args.store_max_gb), scorer, max_batch=args.max_batch)
     report = None
     with _Progress() as progress:
         if args.respace:

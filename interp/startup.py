@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PRESET = "sd15"
 BUILTIN_FALLBACK = ("toy", "tiny")
 DEFAULT_CLIP = "ViT-B-32:laion2b_s34b_b79k"
+DEFAULT_STORE_GB = 10.0
 
 
 def default_device() -> str:
@@ -71,12 +72,25 @@ def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
     return bundle, note
 
 
-def load_store(directory: Optional[Path]):
-    """The frame store: a directory (default: the user cache dir) or memory only for 'none'."""
+def add_store_flags(parser) -> None:
+    """--store DIR|none and --store-max-gb, shared by the CLI commands and the app."""
+    parser.add_argument("--store", type=Path, default=None,
+                        help="frame cache directory (default: the user cache dir); 'none' = memory only")
+    parser.add_argument("--store-max-gb", type=float, default=DEFAULT_STORE_GB,
+                        help=f"keep the frame cache under this many GB, dropping the least recently "
+                             f"used frames (default {DEFAULT_STORE_GB:g}; 0 = no limit)")
+
+
+def load_store(directory: Optional[Path], max_gb: float = DEFAULT_STORE_GB):
+    """The frame store: a directory (default: the user cache dir) kept under max_gb (0: no limit),
+    or memory only for 'none'."""
     from .store import FrameStore, default_store_dir
+    if max_gb < 0:
+        raise ValueError(f"store_max_gb={max_gb!r} is not allowed: use a size >= 0 (0 = no limit)")
     if directory is not None and str(directory).lower() == "none":
         return FrameStore(None)
-    return FrameStore(directory if directory is not None else default_store_dir())
+    return FrameStore(directory if directory is not None else default_store_dir(),
+                      disk_bytes=int(max_gb * 1e9) if max_gb else None)
 
 
 def parse_clip_spec(spec: Optional[str]) -> tuple:

@@ -199,23 +199,35 @@ class FrameStore:
     """get / put / contains over a bounded in-memory LRU (by bytes) and an optional disk directory.
 
     Thread-safe. Tensors come back on the CPU. Records are copied on put and on get, so mutating
-    what was put or what was returned never changes the cache.
+    what was put or what was returned never changes the cache. With disk_bytes, the directory is
+    kept under that size: when a write goes over it, the least recently used entries (by the time
+    their meta.json was last written or read) are removed down to 90% of it.
     """
 
-    def __init__(self, directory: str | Path | None = None, memory_bytes: int = 1 << 30) -> None:
-        if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, int) or memory_bytes < 0:
-            raise ValueError(f"memory_bytes must be an int >= 0, got {memory_bytes!r}")
+    def __init__(self, directory: str | Path | None = None, memory_bytes: int = 1 << 30,
+                 disk_bytes: int | None = None) -> None:
+        for name, value in (("memory_bytes", memory_bytes), ("disk_bytes", disk_bytes)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if memory_bytes is None:
+            raise ValueError("memory_bytes must be an int >= 0, got None")
         if directory is not None and not isinstance(directory, (str, PurePath)):
             raise TypeError(f"directory must be a str, Path or None, got {type(directory).__qualname__}")
         self.directory = Path(directory) if directory is not None else None
         self.memory_limit = memory_bytes
         self._lock = threading.Lock()
+        self._trim_lock = threading.Lock()
         self._lru: OrderedDict[str, tuple[Record, int]] = OrderedDict()
         self._used = 0
-        self._stats = {"hits": 0, "disk_hits": 0, "misses": 0, "corrupt": 0}
+        self._stats = {"hits": 0, "disk_hits": 0, "misses": 0, "corrupt": 0, "evicted": 0}
+        self.disk_limit = disk_bytes
+        self._disk_used = 0
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temps()
+            if disk_bytes is not None:
+                self._disk_used = sum(size for _, size, _ in self._disk_entries())
+                self._trim_disk()
 
     def get(self, key: str) -> Record | None:
         """The record stored under ``key`` (memory, then disk, promoted to memory), or None."""
@@ -246,6 +258,8 @@ class FrameStore:
                 self._write_entry(key, stored)
             except OSError as exc:
                 logger.warning("frame cache: could not write entry %s to %s: %s", key, self.directory, exc)
+            else:
+                self._trim_disk()
         with self._lock:
             self._remember(key, stored, stored.nbytes())
 
@@ -258,9 +272,44 @@ class FrameStore:
         return self.directory is not None and (self._entry_dir(key) / _META_FILE).is_file()
 
     def stats(self) -> dict:
-        """Counters: hits (memory + disk), disk_hits, misses, corrupt, memory_bytes, entries."""
+        """Counters: hits (memory + disk), disk_hits, misses, corrupt, evicted (from disk),
+        memory_bytes, entries, disk_bytes (tracked only with a disk limit)."""
         with self._lock:
-            return dict(self._stats, memory_bytes=self._used, entries=len(self._lru))
+            return dict(self._stats, memory_bytes=self._used, entries=len(self._lru),
+                        disk_bytes=self._disk_used)
+
+    def _disk_entries(self) -> list:
+        """(last use, bytes, path) of every complete entry on disk."""
+        out = []
+        for shard in os.scandir(self.directory):
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(shard.path):
+                meta = Path(entry.path) / _META_FILE
+                if entry.name.startswith(_TMP_PREFIX) or not meta.is_file():
+                    continue
+                with contextlib.suppress(OSError):
+                    files = list(os.scandir(entry.path))
+                    out.append((meta.stat().st_mtime, sum(f.stat().st_size for f in files),
+                                Path(entry.path)))
+        return out
+
+    def _trim_disk(self) -> None:
+        """Over the disk limit: remove least recently used entries down to 90% of it."""
+        if self.disk_limit is None or self._disk_used <= self.disk_limit:
+            return
+        with self._trim_lock:
+            entries = sorted(self._disk_entries())
+            used = sum(size for _, size, _ in entries)   # other processes may share the directory
+            evicted = 0
+            for _, size, path in entries[:-1]:           # never the newest one
+                if used <= 0.9 * self.disk_limit:
+                    break
+                self._remove_dir(path)
+                used, evicted = used - size, evicted + 1
+            with self._lock:
+                self._disk_used = used
+                self._stats["evicted"] += evicted
 
     def _remember(self, key: str, record: Record, size: int) -> None:
         """Insert into the LRU (lock held); an entry larger than the whole budget is not kept."""
@@ -296,6 +345,10 @@ class FrameStore:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 _fsync_dir(final.parent)
+                if self.disk_limit is not None:
+                    size = sum(f.stat().st_size for f in os.scandir(final))
+                    with self._lock:
+                        self._disk_used += size
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -305,7 +358,10 @@ class FrameStore:
         if not final.is_dir():
             return None
         try:
-            return _read_files(final, key)
+            record = _read_files(final, key)
+            with contextlib.suppress(OSError):
+                os.utime(final / _META_FILE)   # last use, for the disk limit's LRU order
+            return record
         except Exception as exc:  # any failure to read means a broken entry: drop it, caller recomputes
             logger.warning("frame cache: entry %s in %s is unreadable (%s: %s); removing it",
                            key, final, type(exc).__name__, exc)

@@ -427,3 +427,45 @@ def test_concurrent_writers_of_the_same_key(tmp_path):
     assert _run_threads(8, lambda i: stores[i].put(KEY, _record(8, images=2))) == []
     assert [p.name for p in (tmp_path / KEY[:2]).iterdir()] == [KEY]
     assert all(_same(s.get(KEY), _record(8, images=2)) for s in stores)
+
+
+def _disk_size(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def test_disk_limit_evicts_least_recently_used_entries(tmp_path):
+    one = FrameStore(tmp_path, memory_bytes=0)
+    one.put(content_hash("probe"), _record(0, n=1000))
+    entry = _disk_size(tmp_path)                       # one entry's bytes on disk
+    one_entry_dir = _entry(tmp_path, content_hash("probe"))
+    import shutil
+    shutil.rmtree(one_entry_dir)
+    store = FrameStore(tmp_path, memory_bytes=0, disk_bytes=int(3.5 * entry))
+    keys = [content_hash(f"k{i}") for i in range(5)]
+    for i, key in enumerate(keys[:3]):
+        store.put(key, _record(i, n=1000))
+        os.utime(_entry(tmp_path, key) / "meta.json", (1000 + i, 1000 + i))   # written in order
+    assert store.get(keys[0]) is not None              # reading marks keys[0] as just used
+    store.put(keys[3], _record(3, n=1000))             # 4 entries > 3.5: evict down to <= 3.15
+    present = [store.contains(k) for k in keys[:4]]
+    assert present == [True, False, True, True]        # keys[1] was the least recently used
+    assert store.stats()["evicted"] == 1 and _disk_size(tmp_path) <= 3.5 * entry
+    assert store.stats()["disk_bytes"] == _disk_size(tmp_path)
+    again = FrameStore(tmp_path, memory_bytes=0, disk_bytes=int(1.5 * entry))   # a smaller limit
+    assert sum(again.contains(k) for k in keys) == 1 and _disk_size(tmp_path) <= 1.5 * entry
+    with pytest.raises(ValueError, match="disk_bytes"):
+        FrameStore(tmp_path, disk_bytes=-5)
+
+
+def test_store_flags_give_a_size_limited_cache_by_default(tmp_path):
+    import argparse
+    from interp.startup import DEFAULT_STORE_GB, add_store_flags, load_store
+    parser = argparse.ArgumentParser()
+    add_store_flags(parser)
+    args = parser.parse_args(["--store", str(tmp_path)])
+    assert load_store(args.store, args.store_max_gb).disk_limit == int(DEFAULT_STORE_GB * 1e9)
+    args = parser.parse_args(["--store", str(tmp_path), "--store-max-gb", "0"])
+    assert load_store(args.store, args.store_max_gb).disk_limit is None
+    assert load_store(Path("none"), 1.0).directory is None
+    with pytest.raises(ValueError, match="store_max_gb"):
+        load_store(tmp_path, -1.0)
