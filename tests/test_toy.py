@@ -220,3 +220,26 @@ def test_shipped_controlnet_puts_the_shape_on_the_skeleton(toy_bundle):
         for image in images:
             x, y = check.foreground_centre(image)
             assert abs(x - 64 * cx) < 5 and abs(y - 64 * cy) < 5, ((x, y), (cx, cy))
+
+
+def test_textual_inversion_on_a_toy_pair_lowers_the_endpoints_denoising_error(toy_bundle):
+    import torch
+
+    from interp.inversion import denoising_error, invert
+    from interp.settings import Settings
+    from interp.store import FrameStore
+    from interp.text import plain_conditions
+    from interp.toy import RECOMMENDED
+
+    (a, b), = data.held_out_pairs(1, seed=5)
+    x = data.to_tensor([data.draw(a), data.draw(b)])
+    s = Settings(num_inference_steps=50, size=64, seed=0, invert_steps=60,
+                 invert_lr=RECOMMENDED["invert_lr"], guidance_scale=RECOMMENDED["guidance_scale"],
+                 prompt=data.caption(a), prompt_b=data.caption(b))
+    learned, plain = invert(toy_bundle, x, s, FrameStore(None)).conds, plain_conditions(toy_bundle, s)
+    with torch.no_grad():
+        z = toy_bundle.encode_images(x)
+    for k, (before, after) in enumerate([(plain.cond_a, learned.cond_a), (plain.cond_b, learned.cond_b)]):
+        err = [denoising_error(toy_bundle, z[k:k + 1], c, u, s, torch.Generator().manual_seed(99), 24)
+               for c, u in ((before, plain.uncond), (after, learned.uncond))]
+        assert err[1] < 0.97 * err[0], f"image {k}: learned {err[1]:.4f} vs caption {err[0]:.4f}"
