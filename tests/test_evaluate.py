@@ -179,11 +179,13 @@ def test_toy_shape_morphs_stay_on_the_palette_manifold_far_more_than_blends(toy_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 7): the toy CLIP's clean-vs-blend score "
-                   "barely tracks the detector among the method's candidates (AUC 0.62); K=4 vs K=1 "
-                   "measured +0.04 to +0.06 on-manifold over 16 pairs")
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 7): on the toy model CLIP ranking barely "
+                   "helps. Its pick beats a random candidate by only +0.02..0.13 (on-manifold) and "
+                   "+0.06..0.10 (single-shape) on frames whose candidates disagree, and over whole "
+                   "sequences K=4 vs K=1 measured -0.05..+0.05 on 6-pair sets")
 def test_toy_clip_ranking_raises_the_on_manifold_rate(toy_eval):
-    assert _rate(toy_eval, "method K=4") >= _rate(toy_eval, "method K=1") + 0.15
+    for check in ("on_manifold", "single_shape"):
+        assert _rate(toy_eval, "method K=4", check) >= _rate(toy_eval, "method K=1", check) + 0.05
 
 
 @pytest.mark.slow

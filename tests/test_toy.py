@@ -190,15 +190,25 @@ def test_shipped_vae_reconstructs(toy_bundle):
     assert check.vae_psnr(toy_bundle, images) > PSNR_MIN
 
 
-def test_shipped_clip_prefers_clean_shapes():
+def test_shipped_clip_prefers_clean_shapes(toy_bundle):
+    """Over blends and other flawed images (faded, empty, two shapes), also after a VAE round trip
+    (generated frames are decoded). Measured on 60 pairs: 95% / 95% raw, 93% / 98% decoded."""
     from interp.toy import load_toy_clip
+    from interp.toy.stage_clip import decoded_every_other
 
     scorer = load_toy_clip()
-    clean = [im for im, _, _ in data.sample(8, seed=31337)]
-    blends = [im for im, _, _ in data.sample_blends(8, seed=31337)]
+    clean = [im for im, _, _ in data.sample(40, seed=31337)]
+    others = {"blends": [im for im, _, _ in data.sample_blends(40, seed=31337)],
+              "flawed": [im for im, _ in data.sample_flawed(40, seed=31337)]}
     s_clean = scorer.score(clean, data.CLEAN_CAPTION, data.BLEND_CAPTION)
-    s_blend = scorer.score(blends, data.CLEAN_CAPTION, data.BLEND_CAPTION)
-    assert sum(a > b for a, b in zip(s_clean, s_blend)) >= 7
+    decoded = decoded_every_other(toy_bundle.vae, clean)    # even indices decoded
+    s_decoded = scorer.score(decoded, data.CLEAN_CAPTION, data.BLEND_CAPTION)
+    for name, images in others.items():
+        s_other = scorer.score(images, data.CLEAN_CAPTION, data.BLEND_CAPTION)
+        assert sum(a > b for a, b in zip(s_clean, s_other)) >= 34, name          # >= 85%
+        s_dec = scorer.score(decoded_every_other(toy_bundle.vae, images), data.CLEAN_CAPTION,
+                             data.BLEND_CAPTION)
+        assert sum(s_decoded[i] > s_dec[i] for i in range(0, 40, 2)) >= 17, name   # >= 85% decoded
 
 
 def test_shipped_model_draws_a_red_circle(toy_bundle):
