@@ -22,7 +22,7 @@ from app_handlers import SCHEDULE_FIELDS, Studio, errors, gpu
 from app_knobs import (export_knobs, inversion_knobs, output_knobs, pose_knobs, ranking_knobs,
                        sampling_knobs, schedule_knobs, text_knobs)
 from app_pose import TARGETS, PoseSide, pose_editor
-from interp.session import EXPORT_FIELDS, FORM_FIELDS, form_from_export, form_from_settings
+from interp.forms import EXPORT_FIELDS, FORM_FIELDS, form_from_export, form_from_settings
 from interp.settings import PRESETS, Export, Settings, preset
 from interp.startup import add_store_flags, model_settings
 

@@ -17,9 +17,9 @@ from interp.errors import InputError, InterpError
 from interp.events import DenoiseStep, FrameReady, StageProgress
 from interp.plan import ddim_timesteps, make_plan
 from interp.project import load_project
-from interp.session import (FORM_FIELDS, EXPORT_FIELDS, Session, edit_from_form,
-                            export_from_form, form_from_export, form_from_settings,
-                            settings_from_form)
+from interp.session import Session
+from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, edit_from_form, export_from_form,
+                          form_from_export, form_from_settings, settings_from_form)
 from interp.settings import PRESETS, preset
 from interp.startup import model_settings
 

@@ -1,6 +1,6 @@
 """The app's knobs: one widget per Settings / Export field, named after the field, grouped as the
 issue asks (frames and schedule, sampling, text inversion, pose, ranking, output). Choices come
-from the library's Enums; values go through interp.session.settings_from_form.
+from the library's Enums; values go through interp.forms.settings_from_form.
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ import gradio as gr
 from app_handlers import load_upload
 from interp.errors import InputError
 from interp.pose import Pose
-from interp.session import Session, settings_from_form
+from interp.forms import settings_from_form
+from interp.session import Session
 
 log = logging.getLogger("interp.app")
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -87,6 +87,23 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cpu-offload", action="store_true")
 
 
+def engine_from_args(args: argparse.Namespace, settings: Settings,
+                     max_batch: Optional[int] = None) -> tuple:
+    """(Interpolator, note) from the model and store flags: the model (offline rule; note says when
+    the built-in one stands in), the frame store, and the CLIP scorer `settings` rank with."""
+    from .render import Interpolator
+    from .startup import load_scorer_for, load_store, resolve_and_load
+    bundle, note = resolve_and_load(args.model, args.device, args.dtype,
+                                    attention_slicing=args.attention_slicing,
+                                    vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
+                                    need_controlnet=settings.pose)
+    if note:
+        log.warning(note)
+    scorer = load_scorer_for(settings, args.clip_model, bundle)
+    return Interpolator(bundle, load_store(args.store, args.store_max_gb), scorer,
+                        max_batch=max_batch), note
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m interp",
                                      description="Interpolate between two images with diffusion.")

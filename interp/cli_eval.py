@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from .cli import add_model_flags, add_settings_flags, settings_from_args, write_json
+from .cli import add_model_flags, add_settings_flags, engine_from_args, settings_from_args, write_json
 from .startup import add_store_flags
 
-log = logging.getLogger(__name__)
 
 EVAL_DEFAULTS = {"frames": 9}          # the harness's defaults where the flag is not given
 
@@ -80,20 +78,6 @@ def _settings(args: argparse.Namespace, toy: bool):
     return settings_from_args(args, "toy" if toy else resolve_model(args.model)[0])
 
 
-def _engine(args: argparse.Namespace, settings, max_candidates: int):
-    """(Interpolator over one bundle + store + scorer, model name, note)."""
-    from .render import Interpolator
-    from .startup import load_scorer_for, load_store, resolve_and_load
-    bundle, note = resolve_and_load(args.model, args.device, args.dtype,
-                                    attention_slicing=args.attention_slicing,
-                                    vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
-                                    need_controlnet=settings.pose)
-    if note:
-        log.warning(note)
-    scorer = load_scorer_for(settings.replace(candidates=max_candidates), args.clip_model, bundle)
-    return Interpolator(bundle, load_store(args.store, args.store_max_gb), scorer), note
-
-
 def _is_toy(args: argparse.Namespace) -> bool:
     from .startup import resolve_model
     return resolve_model(args.model)[0] == "toy"
@@ -112,7 +96,7 @@ def run_eval(args: argparse.Namespace) -> int:
     distance = get_distance(args.distance)
     pairs = (folder_pairs(args.pairs) if args.pairs is not None
              else toy_pairs(args.toy_pairs or 8, args.pair_seed, settings.size, args.same_colour))
-    engine, note = _engine(args, settings, max(ks + [0]))
+    engine, note = engine_from_args(args, settings.replace(candidates=max(ks + [0])))
     ev = evaluate(engine, pairs, settings, make_variants(args.schemes, ks), distance=distance,
                   distance_name=args.distance, checks=CHECKS if args.pairs is None else None)
     if note:
@@ -128,7 +112,7 @@ def run_respace(args: argparse.Namespace) -> int:
     from .images import load_image
     from .metrics import get_distance
     settings = _settings(args, _is_toy(args))
-    engine, _ = _engine(args, settings, settings.candidates)
+    engine, _ = engine_from_args(args, settings)
     result, report = respace_render(engine, load_image(args.image_a), load_image(args.image_b),
                                     settings, {}, get_distance(args.distance), rounds=args.rounds)
     sys.stdout.write(format_report(report) + "\n")

@@ -8,7 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from .cli import add_model_flags, add_settings_flags, settings_from_args, write_json
+from .cli import (add_model_flags, add_settings_flags, engine_from_args, settings_from_args,
+                  write_json)
 from .startup import add_store_flags
 from .settings import Export, FrameEdit
 
@@ -99,8 +100,7 @@ def collect_edits(args: argparse.Namespace) -> dict:
 
 def run_render(args: argparse.Namespace) -> int:
     from .images import load_image
-    from .render import Interpolator
-    from .startup import load_scorer_for, load_store, resolve_and_load, resolve_model
+    from .startup import resolve_model
     from .video import export_all, write_frames_dir
 
     settings = settings_from_args(args, resolve_model(args.model)[0])
@@ -109,14 +109,8 @@ def run_render(args: argparse.Namespace) -> int:
     edits = collect_edits(args)
     image_a, image_b = load_image(args.image_a), load_image(args.image_b)
     poses = _load_poses(args)
-    bundle, note = resolve_and_load(args.model, args.device, args.dtype,
-                                    attention_slicing=args.attention_slicing,
-                                    vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
-                                    need_controlnet=settings.pose)
-    if note:
-        log.warning(note)
-    scorer = load_scorer_for(settings, args.clip_model, bundle)
-    engine = Interpolator(bundle, load_store(args.store, args.store_max_gb), scorer, max_batch=args.max_batch)
+    engine, note = engine_from_args(args, settings, args.max_batch)
+    bundle = engine.bundle
     report = None
     with _Progress() as progress:
         if args.respace:

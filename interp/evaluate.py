@@ -207,18 +207,23 @@ def measure(variant: str, pair: str, frames: list, distance: metrics.Distance,
             checks: Optional[Mapping[str, Callable]] = None, seconds: float = 0.0,
             unet_rows: int = 0, candidates: Sequence = ()) -> Run:
     """Distances and metrics of one finished sequence, each check's verdict on its in-betweens, and
-    for frames with several candidates whether the chosen one passes against how many do."""
+    for frames with several candidates whether the chosen one passes against how many do.
+
+    candidates: (images, chosen index) per in-between frame, images[chosen] being that frame; each
+    check runs once per candidate."""
     d = metrics.adjacent_distances(frames, distance)
-    verdicts = {name: [bool(check(f)) for f in frames[1:-1]] for name, check in (checks or {}).items()}
-    picks = {name: [_pick(check, images, chosen) for images, chosen in candidates if len(images) > 1]
-             for name, check in (checks or {}).items()}
+    shown = [([f], 0) for f in frames[1:-1]]
+    per_frame = candidates if len(candidates) == len(shown) else shown
+    verdicts, picks = {}, {}
+    for name, check in (checks or {}).items():
+        passed = [[bool(check(im)) for im in images] for images, _ in per_frame]
+        verdicts[name] = [p[chosen] for p, (_, chosen) in zip(passed, per_frame)]
+        ranked = [(p[chosen], float(np.mean(p))) for p, (_, chosen) in zip(passed, per_frame)
+                  if len(p) > 1]
+        if ranked:
+            picks[name] = ranked
     return Run(variant, pair, list(frames), d.tolist(), metrics.sequence_metrics(d), verdicts,
-               seconds, unet_rows, {k: v for k, v in picks.items() if v})
-
-
-def _pick(check: Callable, images: Sequence, chosen: int) -> tuple:
-    passed = [bool(check(im)) for im in images]
-    return passed[chosen], float(np.mean(passed))
+               seconds, unet_rows, picks)
 
 
 def evaluate(engine, pairs: Sequence[Pair], settings: Settings, variants: Sequence[Variant], *,

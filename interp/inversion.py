@@ -34,7 +34,8 @@ from torchvision.transforms.v2 import functional as TF
 from .events import CancelToken, EventCallback, StageProgress, ignore_event
 from .sampling import Guidance, add_noise, ddim_index_timesteps, predict
 from .settings import Settings
-from .store import FrameStore, Record, content_hash
+from .hashing import content_hash
+from .store import FrameStore, Record
 from .text import TextConditions, plain_conditions
 
 log = logging.getLogger(__name__)

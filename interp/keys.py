@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 
 from .settings import Settings
-from .store import content_hash
+from .hashing import content_hash
 
 ENGINE_VERSION = "interp-engine-1"
 

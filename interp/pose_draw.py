@@ -165,7 +165,8 @@ def detect_pose(image: Image.Image, all_people: bool = False, *, device: str = "
 def detect_pose_cached(image: Image.Image, store: Any, all_people: bool = False, *,
                        device: str = "cpu") -> Pose:
     """detect_pose through a store (get/put Records), keyed by content_hash(("pose", image, all_people))."""
-    from interp.store import Record, content_hash
+    from interp.hashing import content_hash
+    from interp.store import Record
 
     key = content_hash(("pose", image, bool(all_people)))
     record = store.get(key)

@@ -20,7 +20,7 @@ from .errors import InputError
 from .images import load_image
 from .pose import Pose
 from .settings import Export, FrameEdit, Settings
-from .store import content_hash
+from .hashing import content_hash
 
 FORMAT = "interp-project"
 VERSION = 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from interp.session import FORM_FIELDS, form_from_settings, settings_from_form
+from interp.forms import FORM_FIELDS, form_from_settings, settings_from_form
 from interp.settings import PRESETS, Settings, preset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from interp.errors import InputError
 from interp.pose import Pose
 from interp.project import Project, load_project, save_project
 from interp.settings import Curve, Export, FrameEdit, Settings
-from interp.store import content_hash
+from interp.hashing import content_hash
 
 
 def _image(seed: int, size=(40, 24)) -> Image.Image:

@@ -20,7 +20,8 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from interp.settings import Scheme, Settings
-from interp.store import FrameStore, Record, content_hash, default_store_dir
+from interp.hashing import content_hash
+from interp.store import FrameStore, Record, default_store_dir
 
 # ------------------------------------------------------------------------------------- helpers
 

@@ -65,7 +65,7 @@ def test_app_on_toy_offers_shape_examples_and_toy_knobs(toy_bundle):
     import app
     from app_handlers import Studio
     from interp.render import Interpolator
-    from interp.session import FORM_FIELDS
+    from interp.forms import FORM_FIELDS
     from interp.store import FrameStore
     rows = app.example_rows("toy")
     assert rows[0][2:] == [data.caption(s) for s in data.example_pairs()[0]]
