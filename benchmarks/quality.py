@@ -20,15 +20,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from interp.eval_report import markdown_table, write_report  # noqa: E402
-from interp.evaluate import SCHEMES, evaluate, make_variants, pair_settings, toy_pairs  # noqa: E402
+from interp.eval.report import markdown_table, write_report  # noqa: E402
+from interp.eval.harness import SCHEMES, evaluate, make_variants, pair_settings, toy_pairs  # noqa: E402
 from interp.pacing import respace_render  # noqa: E402
 from interp.metrics import get_distance  # noqa: E402
-from interp.models import load_bundle  # noqa: E402
+from interp.models.bundle import load_bundle  # noqa: E402
 from interp.render import Interpolator  # noqa: E402
 from interp.settings import Settings  # noqa: E402
 from interp.store import FrameStore  # noqa: E402
-from interp.toy import RECOMMENDED, data, load_toy_clip  # noqa: E402
+from interp.toy import RECOMMENDED, data  # noqa: E402
+from interp.toy.nets import load_toy_clip  # noqa: E402
 from interp.toy.detect import CHECKS  # noqa: E402
 
 

@@ -1,6 +1,6 @@
-"""`python -m interp ...`: see interp.cli."""
+"""`python -m interp ...`: see interp.cli.main."""
 import sys
 
-from .cli import main
+from interp.cli.main import main
 
 sys.exit(main())

@@ -8,10 +8,10 @@ from typing import Callable, Optional
 
 import torch
 
-from .events import CancelToken, DenoiseStep, EventCallback, FrameStarted
-from .plan import Plan, fraction_to_index
-from .sampling import (Guidance, add_noise, denoise, derive_seed, make_generator, randn, slerp)
-from .settings import Scheme, Settings
+from interp.events import CancelToken, DenoiseStep, EventCallback, FrameStarted
+from interp.plan import Plan, fraction_to_index
+from interp.sampling import (Guidance, add_noise, denoise, derive_seed, make_generator, randn, slerp)
+from interp.settings import Scheme, Settings
 
 
 def run(scheme: Scheme, bundle, scheduler, plan: Plan, settings: Settings, z_a, z_b, path,

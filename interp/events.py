@@ -5,7 +5,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .errors import Cancelled
+from interp.errors import Cancelled
 
 
 @dataclass(frozen=True)

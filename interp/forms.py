@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Optional
 
-from .pose import Pose
-from .settings import Export, FrameEdit, Settings
+from interp.pose.keypoints import Pose
+from interp.settings import Export, FrameEdit, Settings
 
 FORM_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
 EXPORT_FIELDS = tuple(f.name for f in dataclasses.fields(Export))

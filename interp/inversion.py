@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from .events import CancelToken, EventCallback, StageProgress, ignore_event
-from .sampling import Guidance, add_noise, ddim_index_timesteps, predict
-from .settings import Settings
-from .hashing import content_hash
-from .store import FrameStore, Record
-from .text import TextConditions, plain_conditions
+from interp.events import CancelToken, EventCallback, StageProgress, ignore_event
+from interp.sampling import Guidance, add_noise, ddim_index_timesteps, predict
+from interp.settings import Settings
+from interp.hashing import content_hash
+from interp.store import FrameStore, Record
+from interp.text import TextConditions, plain_conditions
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from typing import Optional
 
 import torch
 
-from .settings import Settings
-from .hashing import content_hash
+from interp.settings import Settings
+from interp.hashing import content_hash
 
 ENGINE_VERSION = "interp-engine-1"
 

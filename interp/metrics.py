@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .errors import ModelUnavailable
+from interp.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from . import metrics
-from .events import CancelToken, EventCallback, ignore_event
-from .plan import positions_to_points, respace
-from .settings import Curve, FrameEdit, Settings
+from interp import metrics
+from interp.events import CancelToken, EventCallback, ignore_event
+from interp.plan import positions_to_points, respace
+from interp.settings import Curve, FrameEdit, Settings
 
 
 def pacing(positions: Sequence[float], images: Sequence, distance: metrics.Distance = metrics.lab_distance

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .settings import Curve, NoiseShape, Settings
+from interp.settings import Curve, NoiseShape, Settings
 
 # Stable Diffusion's DDIM configuration (the paper's SD 2.1 base uses the same schedule).
 SD_SCHEDULER_CONFIG: dict = {

@@ -16,11 +16,11 @@ from typing import Any, Mapping, Optional, Union
 
 from PIL import Image
 
-from .errors import InputError
-from .images import load_image
-from .pose import Pose
-from .settings import Export, FrameEdit, Settings
-from .hashing import content_hash
+from interp.errors import InputError
+from interp.images import load_image
+from interp.pose.keypoints import Pose
+from interp.settings import Export, FrameEdit, Settings
+from interp.hashing import content_hash
 
 FORMAT = "interp-project"
 VERSION = 1

@@ -12,19 +12,19 @@ from typing import Mapping, Optional
 
 import torch
 
-from . import baselines
-from .events import (CancelToken, DenoiseStep, Done, EventCallback, FrameReady, FrameStarted,
+from interp import baselines
+from interp.events import (CancelToken, DenoiseStep, Done, EventCallback, FrameReady, FrameStarted,
                      ignore_event)
-from .images import prepare_pair, to_pil, to_tensor
-from .keys import endpoint_key, frame_key, scores_key, tensor_key
-from .plan import Plan, fraction_to_index, make_plan
-from .results import FrameResult, RenderResult
-from .sampling import (Control, Guidance, cfg_factor, denoise, derive_seed, make_generator,
+from interp.images import prepare_pair, to_pil, to_tensor
+from interp.keys import endpoint_key, frame_key, scores_key, tensor_key
+from interp.plan import Plan, fraction_to_index, make_plan
+from interp.results import FrameResult, RenderResult
+from interp.sampling import (Control, Guidance, cfg_factor, denoise, derive_seed, make_generator,
                        noised_slerp, randn)
-from .settings import FrameEdit, Scheme, Settings, candidates_for_level
-from .store import FrameStore, Record
-from .inversion import invert
-from .text import TextPath, plain_conditions
+from interp.settings import FrameEdit, Scheme, Settings, candidates_for_level
+from interp.store import FrameStore, Record
+from interp.inversion import invert
+from interp.text import TextPath, plain_conditions
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Interpolator:
         """Per-frame Control (rendered pose, ramped scale), or None when pose guidance is off."""
         if not settings.pose:
             return None
-        from .pose_control import frame_controls
+        from interp.pose.control import frame_controls
         return frame_controls(self.bundle, self.store, a, b, settings, edits, positions,
                               pose_a, pose_b)
 

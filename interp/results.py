@@ -7,8 +7,8 @@ from typing import Optional
 import torch
 from PIL import Image
 
-from .plan import Plan
-from .settings import FrameEdit, Settings
+from interp.plan import Plan
+from interp.settings import FrameEdit, Settings
 
 
 @dataclass(frozen=True)

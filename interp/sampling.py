@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .events import CancelToken
+from interp.events import CancelToken
 
 SLERP_EPS = 1e-7
 

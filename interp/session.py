@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
-from .errors import Cancelled, InputError
-from .events import CancelToken, Done, FrameReady
-from .images import load_image, prepare_pair
-from .pose import Pose, PoseUnavailable, interpolate_pose
-from .project import Project
-from .render import regenerate, select
-from .settings import Export, FrameEdit, Settings
+from interp.errors import Cancelled, InputError
+from interp.events import CancelToken, Done, FrameReady
+from interp.images import load_image, prepare_pair
+from interp.pose.keypoints import Pose, PoseUnavailable, interpolate_pose
+from interp.project import Project
+from interp.render import regenerate, select
+from interp.settings import Export, FrameEdit, Settings
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Session:
         given = getattr(self, _attr("pose", which))
         if given is not None:
             return given.rescaled(*image.size), None
-        from .pose_draw import detect_pose_cached
+        from interp.pose.detect import detect_pose_cached
         try:
             return detect_pose_cached(image, store, settings.pose_all_people), None
         except PoseUnavailable as exc:
@@ -133,8 +133,8 @@ class Session:
         """Re-render the last complete sequence with perceptually even pacing (interp.pacing): its
         adjacent distances give a custom curve; stream() that. The finished run adds a note saying how
         uneven the steps were before and after to status() and self.pacing."""
-        from .metrics import lab_distance
-        from .pacing import respaced_settings, result_pacing
+        from interp.metrics import lab_distance
+        from interp.pacing import respaced_settings, result_pacing
         if self.result is None:
             raise InputError("nothing to re-pace yet: press Interpolate and let the sequence finish")
         distance = distance or lab_distance
@@ -156,7 +156,7 @@ class Session:
             worker.join()
 
     def _begin(self, engine, settings: Settings, edits: Optional[Mapping]) -> None:
-        from .plan import ddim_timesteps, make_plan
+        from interp.plan import ddim_timesteps, make_plan
         a, b = self.prepared(settings)
         self.notes = []
         if edits is not None:
@@ -198,7 +198,7 @@ class Session:
                                               f.ddim_index) for f in event.result.frames}
 
     def _note_pacing(self, result) -> None:
-        from .pacing import describe, result_pacing
+        from interp.pacing import describe, result_pacing
         before, distance = self._pacing
         self._pacing = None
         after = result_pacing(result, distance)
@@ -258,8 +258,8 @@ class Session:
 
     def write_exports(self, export: Optional[Export] = None, model: Optional[str] = None) -> dict:
         """MP4, GIF, frames ZIP and the project file of the last complete render."""
-        from .project import save_project
-        from .video import export_all
+        from interp.project import save_project
+        from interp.video import export_all
         if self.result is None:
             raise InputError("no complete sequence to export: press Interpolate first")
         self.export = export or self.export

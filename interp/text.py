@@ -14,8 +14,8 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
-from .sampling import slerp
-from .settings import FrameEdit, Settings
+from interp.sampling import slerp
+from interp.settings import FrameEdit, Settings
 
 log = logging.getLogger(__name__)
 

@@ -28,17 +28,16 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def url():
-    sys.path.insert(0, str(ROOT))
-    import app
-    from interp.models import load_bundle
+    from ui import layout
+    from interp.models.bundle import load_bundle
     from interp.rank import build_tiny_clip
     from interp.render import Interpolator
     from interp.store import FrameStore
     bundle = load_bundle("tiny")
     engine = Interpolator(bundle, FrameStore(), build_tiny_clip(counter=bundle.counter))
-    demo = app.build_demo(engine, "running on the tiny test model", TINY)
+    demo = layout.build_demo(engine, "running on the tiny test model", TINY)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **app.launch_options())
+    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **layout.launch_options())
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -94,7 +93,7 @@ def test_form_coerces_widget_values_and_names_bad_ones():
 
 
 def test_endpoint_knobs_are_the_settings_fields_and_cli_flags(client):
-    from interp.cli import build_parser
+    from interp.cli.main import build_parser
     params = [p["parameter_name"] for p in client.view_api(print_info=False, return_format="dict")
               ["named_endpoints"]["/interpolate"]["parameters"]]
     assert params[:2] == ["image_a", "image_b"] and sorted(params[2:]) == sorted(FORM_FIELDS)
@@ -256,9 +255,8 @@ def test_presets_fill_only_their_knobs(client):
 
 
 def test_out_of_memory_and_library_errors_become_clear_messages():
-    sys.path.insert(0, str(ROOT))
     import torch
-    from app_handlers import OOM_HINT, user_error
+    from ui.handlers import OOM_HINT, user_error
     from interp.errors import ModelUnavailable
     assert user_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried ...")).message == OOM_HINT
     assert user_error(ModelUnavailable("no ControlNet")).message == "no ControlNet"

@@ -28,9 +28,8 @@ POSE_JSON = "#interp-pose-json textarea"
 
 @pytest.fixture(scope="module")
 def url():
-    sys.path.insert(0, str(ROOT))
-    import app
-    from interp.models import load_bundle
+    from ui import layout
+    from interp.models.bundle import load_bundle
     from interp.rank import build_tiny_clip
     from interp.render import Interpolator
     from interp.settings import Settings
@@ -39,11 +38,11 @@ def url():
     engine = Interpolator(bundle, FrameStore(), build_tiny_clip(counter=bundle.counter))
     tiny = Settings(frames=5, num_inference_steps=10, size=64, candidates=3, prompt="a photo",
                     rank_positive="a photo")
-    demo = app.build_demo(engine, "running on the tiny test model", tiny)
+    demo = layout.build_demo(engine, "running on the tiny test model", tiny)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **app.launch_options())
+    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **layout.launch_options())
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

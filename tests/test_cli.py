@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp.cli import main
+from interp.cli.main import main
 from interp.video import read_video_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def test_killed_render_resumes_from_its_store(tmp_path):
 
 
 def test_edit_flag_parsing_keeps_commas_inside_prompts():
-    from interp.cli_render import parse_edit
+    from interp.cli.render import parse_edit
     frame, edit = parse_edit("8:prompt=a cat, sitting, happy,strength=0.5,keyframe=on,seed=3")
     assert frame == 8 and edit.prompt == "a cat, sitting, happy"
     assert edit.strength == 0.5 and edit.keyframe and edit.seed == 3

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from interp import metrics
-from interp.evaluate import ALPHA_BLEND, SCHEMES, evaluate, folder_pairs, make_variants, toy_pairs
+from interp.eval.harness import ALPHA_BLEND, SCHEMES, evaluate, folder_pairs, make_variants, toy_pairs
 from interp.pacing import respace_render
 from interp.plan import respace
 from interp.render import Interpolator
@@ -19,12 +19,12 @@ FAST = Settings(frames=5, num_inference_steps=6, size=64, candidates=1, guidance
 
 @pytest.fixture(scope="module")
 def tiny():
-    from interp.models import load_bundle
+    from interp.models.bundle import load_bundle
     return Interpolator(load_bundle("tiny-sd15"), FrameStore(None))
 
 
 def test_harness_end_to_end_all_schemes_numbers_finite_files_written(tiny, tmp_path):
-    from interp.eval_report import write_report
+    from interp.eval.report import write_report
     from interp.toy.detect import CHECKS
     pairs = toy_pairs(2, seed=0)
     variants = make_variants(list(SCHEMES), [1])
@@ -102,7 +102,7 @@ def test_respace_render_moves_frames_by_inverse_cumulative_distance(tiny, photo_
 
 
 def test_cli_eval_writes_table_for_cheap_schemes(tmp_path, capsys):
-    from interp.cli_eval import add_eval_parser
+    from interp.cli.eval import add_eval_parser
     parser = argparse.ArgumentParser()
     add_eval_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", "--model", "tiny", "--toy-pairs", "2", "--same-colour", "--frames", "5",
@@ -133,8 +133,8 @@ TOY_PAIRS = 6
 def toy_engine():
     if not _toy_available():
         pytest.skip("the toy model is not in assets/toy (train it: python -m interp.toy.train)")
-    from interp.models import load_bundle
-    from interp.toy import load_toy_clip
+    from interp.models.bundle import load_bundle
+    from interp.toy.nets import load_toy_clip
     bundle = load_bundle("toy")
     return Interpolator(bundle, FrameStore(None), load_toy_clip(counter=bundle.counter))
 
@@ -208,7 +208,7 @@ def test_toy_respacing_shrinks_the_distance_spread(toy_engine, toy_eval):
 
 
 def test_ranking_gain_compares_the_pick_with_its_candidates():
-    from interp.evaluate import Evaluation, Variant, measure
+    from interp.eval.harness import Evaluation, Variant, measure
     black, white = Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8), (255, 255, 255))
     bright = {"bright": lambda im: im.getpixel((0, 0))[0] > 128}
     frames = [black, white, black]
@@ -224,5 +224,5 @@ def test_ranking_gain_compares_the_pick_with_its_candidates():
                     Settings())
     assert ev.table()["K=3"]["bright_gain"][0] == pytest.approx((2 / 3 - 0.5) / 2)
     assert "bright_gain" not in ev.table()["K=1"]
-    from interp.eval_report import markdown_table
+    from interp.eval.report import markdown_table
     assert "bright gain of CLIP pick" in markdown_table(ev)

@@ -5,12 +5,12 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from interp.configs import SD_SCHEDULER
+from interp.models.tiny import SD_SCHEDULER
 from interp.errors import Cancelled
 from interp.events import CancelToken, StageProgress
 from interp.inversion import (augment, denoising_error, inversion_key, invert, prediction_target,
                               prepare_conditions)
-from interp.models import load_bundle
+from interp.models.bundle import load_bundle
 from interp.settings import Settings
 from interp.store import FrameStore
 from interp.text import plain_conditions

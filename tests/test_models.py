@@ -11,10 +11,10 @@ import time
 import pytest
 import torch
 
-from interp import hub, models
+from interp.models import bundle as models, hub
 from interp.errors import ModelUnavailable
-from interp.models import CallCounter, enable_cpu_offload, load_bundle, weights_available
-from interp.tokenizer import build_tokenizer
+from interp.models.bundle import CallCounter, enable_cpu_offload, load_bundle, weights_available
+from interp.models.tokenizer import build_tokenizer
 
 TINY = ("tiny-sd15", "tiny-sd21", "tiny-sd21-v")
 
@@ -308,7 +308,7 @@ def test_hub_id_from_offline_cache(bundles, empty_hub_cache, monkeypatch, caplog
     assert loaded.identity == f"acme/tiny-sd@{commit}"
     _same_outputs(bundles["tiny-sd15"], loaded)
     monkeypatch.setitem(models.PRESETS, "fake", ("acme/tiny-sd", "acme/missing-controlnet"))
-    with caplog.at_level(logging.WARNING, logger="interp.models"):
+    with caplog.at_level(logging.WARNING, logger="interp.models.bundle"):
         preset = load_bundle("fake")  # controlnet="auto": warn and go on without
     assert preset.controlnet is None and "acme/missing-controlnet" in caplog.text
     assert preset.identity == loaded.identity

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from interp.errors import InputError, ModelUnavailable
-from interp.pose import (KEYPOINT_NAMES, MAX_PEOPLE, MISSING, Pose, PoseUnavailable, control_scales,
-                         interpolate_pose, pose_path)
+from interp.pose.keypoints import KEYPOINT_NAMES, MAX_PEOPLE, MISSING, Pose, PoseUnavailable, control_scales, interpolate_pose, pose_path
 
 K = {name: k for k, name in enumerate(KEYPOINT_NAMES)}
 
@@ -281,7 +280,7 @@ DRAWN = Pose(128, 128, (person(nose=(64, 16, 1), neck=(64, 60, 1), r_shoulder=(3
 
 
 def test_render_draws_palette_joints_on_black():
-    from interp.pose import render_pose
+    from interp.pose.draw import render_pose
 
     image = render_pose(DRAWN, 128, 128)
     assert image.mode == "RGB" and image.size == (128, 128)
@@ -298,7 +297,7 @@ def test_render_draws_palette_joints_on_black():
 
 
 def test_render_missing_joint_draws_nothing():
-    from interp.pose import render_pose
+    from interp.pose.draw import render_pose
 
     joints = list(DRAWN.people[0])
     joints[K["l_wrist"]] = MISSING
@@ -311,7 +310,7 @@ def test_render_missing_joint_draws_nothing():
 
 
 def test_render_rescales_and_draws_every_person():
-    from interp.pose import render_pose
+    from interp.pose.draw import render_pose
 
     pose = Pose(100, 100, (person(nose=(25, 50, 1)), person(r_eye=(75, 20, 1))))
     pixels = np.asarray(render_pose(pose, 200, 60))
@@ -324,7 +323,7 @@ def test_render_rescales_and_draws_every_person():
 
 @pytest.mark.parametrize("x, y", [(29, 57), (29.7, 57.2), (70, 14), (13, 51)])
 def test_render_centres_each_joint_on_its_pixel(x, y):
-    from interp.pose import render_pose
+    from interp.pose.draw import render_pose
 
     lit = np.argwhere(np.asarray(render_pose(Pose(100, 100, (person(r_hip=(x, y, 1)),)), 100, 100))
                       .any(axis=2))
@@ -333,7 +332,7 @@ def test_render_centres_each_joint_on_its_pixel(x, y):
 
 def test_control_image_tensor():
     import torch
-    from interp.pose import control_image, render_pose
+    from interp.pose.draw import control_image, render_pose
 
     cond = control_image(DRAWN, 64, 32)
     assert cond.shape == (3, 32, 64) and cond.dtype == torch.float32
@@ -356,7 +355,7 @@ def _result(*points):
 
 
 def test_pose_from_results_keeps_largest_person_in_pixels():
-    from interp.pose import pose_from_results
+    from interp.pose.detect import pose_from_results
 
     small = _result((0, (0.1, 0.1)), (1, (0.2, 0.2)))                      # 20 x 10 px
     large = _result((0, (0.5, 0.25, 0.7)), (8, (0.9, 0.75)), (13, (0.6, 1.0)))  # 80 x 75 px
@@ -371,7 +370,7 @@ def test_pose_from_results_keeps_largest_person_in_pixels():
 
 
 def test_pose_from_results_all_people_left_to_right():
-    from interp.pose import pose_from_results
+    from interp.pose.detect import pose_from_results
 
     right = _result((0, (0.8, 0.1)), (1, (0.9, 0.9)))
     left = _result((0, (0.1, 0.5)), (1, (0.2, 0.6)))
@@ -392,7 +391,7 @@ def test_detect_pose_offline_fails_fast(monkeypatch):
     import huggingface_hub
     from huggingface_hub import constants, try_to_load_from_cache
 
-    from interp.pose import detect_pose
+    from interp.pose.detect import detect_pose
 
     if isinstance(try_to_load_from_cache("lllyasviel/Annotators", "body_pose_model.pth"), str):
         pytest.skip("the OpenPose body weights are cached here")
@@ -423,7 +422,7 @@ class FakeStore:
 
 
 def _count_detections(monkeypatch):
-    from interp import pose_draw
+    from interp.pose import detect
 
     calls = []
 
@@ -431,12 +430,12 @@ def _count_detections(monkeypatch):
         calls.append((image.getpixel((0, 0)), all_people))
         return Pose(image.width, image.height, (person(nose=(1.5, 2, 0.9)),) * (2 if all_people else 1))
 
-    monkeypatch.setattr(pose_draw, "detect_pose", fake_detect)
+    monkeypatch.setattr(detect, "detect_pose", fake_detect)
     return calls
 
 
 def test_detect_pose_cached_detects_each_input_once(monkeypatch):
-    from interp.pose import detect_pose_cached
+    from interp.pose.detect import detect_pose_cached
 
     calls = _count_detections(monkeypatch)
     store = FakeStore()
@@ -452,7 +451,7 @@ def test_detect_pose_cached_detects_each_input_once(monkeypatch):
 
 
 def test_detect_pose_cached_survives_a_new_disk_store(monkeypatch, tmp_path):
-    from interp.pose import detect_pose_cached
+    from interp.pose.detect import detect_pose_cached
     from interp.store import FrameStore, Record
 
     calls = _count_detections(monkeypatch)

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from interp import pose_control
-from interp.models import load_bundle
-from interp.pose import Pose, control_image, interpolate_pose
+from interp.pose import control as pose_control
+from interp.models.bundle import load_bundle
+from interp.pose.keypoints import Pose, interpolate_pose
+from interp.pose.draw import control_image
 from interp.render import Interpolator
 from interp.settings import FrameEdit, Settings
 from interp.store import FrameStore
@@ -84,6 +85,6 @@ def test_photo_prepass_runs_when_nobody_is_found(bundle, photo_pair, monkeypatch
 
 
 def test_pose_guidance_without_detector_weights_fails_with_a_named_error(bundle, photo_pair):
-    from interp.pose import PoseUnavailable
+    from interp.pose.keypoints import PoseUnavailable
     with pytest.raises(PoseUnavailable, match="pose-a"):
         Interpolator(bundle).render(*photo_pair, SETTINGS)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from interp.errors import InputError
-from interp.pose import Pose
+from interp.pose.keypoints import Pose
 from interp.project import Project, load_project, save_project
 from interp.settings import Curve, Export, FrameEdit, Settings
 from interp.hashing import content_hash

@@ -2,8 +2,8 @@
 import re
 from pathlib import Path
 
-from interp.cli import build_parser
-from interp.pose import Pose
+from interp.cli.main import build_parser
+from interp.pose.keypoints import Pose
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -5,7 +5,7 @@ import torch
 
 from interp.errors import Cancelled
 from interp.events import CancelToken, FrameReady, FrameStarted
-from interp.models import load_bundle
+from interp.models.bundle import load_bundle
 from interp.render import Interpolator, regenerate, select
 from interp.settings import FrameEdit, Scheme, Settings
 from interp.store import FrameStore
@@ -163,7 +163,7 @@ def test_ranking_uses_clip_argmax_and_caches_scores(photo_pair):
 
 
 def test_pose_guidance_changes_frames_and_feeds_ramped_controls(photo_pair):
-    from interp.pose import Pose
+    from interp.pose.keypoints import Pose
     bundle = load_bundle("tiny-sd15")
     pose = {"canvas_width": 64, "canvas_height": 64, "people": [{"pose_keypoints_2d": sum(
         ([10.0 + 2 * k, 5.0 + 3 * k, 1.0] for k in range(18)), [])}]}

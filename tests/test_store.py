@@ -460,7 +460,7 @@ def test_disk_limit_evicts_least_recently_used_entries(tmp_path):
 
 def test_store_flags_give_a_size_limited_cache_by_default(tmp_path):
     import argparse
-    from interp.startup import DEFAULT_STORE_GB, add_store_flags, load_store
+    from interp.models.startup import DEFAULT_STORE_GB, add_store_flags, load_store
     parser = argparse.ArgumentParser()
     add_store_flags(parser)
     args = parser.parse_args(["--store", str(tmp_path)])

@@ -5,11 +5,11 @@ import pytest
 import torch
 from hypothesis import given, settings as hsettings, strategies as st
 
-from interp.models import load_bundle
+from interp.models.bundle import load_bundle
 from interp.sampling import slerp
 from interp.settings import FrameEdit, Settings
 from interp.text import (TextConditions, TextPath, encode_prompt, plain_conditions, tokenize)
-from interp.tokenizer import build_tokenizer
+from interp.models.tokenizer import build_tokenizer
 
 POSITIONS = [i / 16 for i in range(17)]
 

@@ -154,7 +154,7 @@ def test_quick_training_runs_every_stage(tmp_path):
     assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
     sched = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
     assert (sched["beta_start"], sched["beta_end"], sched["num_train_timesteps"]) == (0.00085, 0.012, 1000)
-    from interp.models import load_bundle
+    from interp.models.bundle import load_bundle
 
     bundle = load_bundle(str(out))
     assert bundle.controlnet is not None and bundle.vae_scale_factor == 8
@@ -165,14 +165,14 @@ def test_quick_training_runs_every_stage(tmp_path):
 
 @pytest.fixture(scope="module")
 def toy_bundle():
-    from interp.models import load_bundle, weights_available
+    from interp.models.bundle import load_bundle, weights_available
 
     assert weights_available("toy"), "assets/toy has no weights: run python -m interp.toy.train"
     return load_bundle("toy")
 
 
 def test_shipped_toy_loads_offline_with_a_content_identity(toy_bundle):
-    from interp.models import TOY_DIR
+    from interp.toy import TOY_DIR
     from interp.toy import save
 
     assert toy_bundle.name == "toy" and toy_bundle.identity.startswith("dir:")
@@ -193,7 +193,7 @@ def test_shipped_vae_reconstructs(toy_bundle):
 def test_shipped_clip_prefers_clean_shapes(toy_bundle):
     """Over blends and other flawed images (faded, empty, two shapes), also after a VAE round trip
     (generated frames are decoded). Measured on 60 pairs: 95% / 95% raw, 93% / 98% decoded."""
-    from interp.toy import load_toy_clip
+    from interp.toy.nets import load_toy_clip
     from interp.toy.stage_clip import decoded_every_other
 
     scorer = load_toy_clip()

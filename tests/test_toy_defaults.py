@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp.cli import main
-from interp.startup import model_settings
+from interp.cli.main import main
+from interp.models.startup import model_settings
 from interp.toy import RECOMMENDED, data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,14 +17,14 @@ TOY_EXAMPLES = ROOT / "assets" / "examples" / "toy"
 
 @pytest.fixture(scope="module")
 def toy_bundle():
-    from interp.models import load_bundle, weights_available
+    from interp.models.bundle import load_bundle, weights_available
     assert weights_available("toy"), "assets/toy has no weights: run python -m interp.toy.train"
     return load_bundle("toy")
 
 
 def test_model_settings_apply_under_flags_and_over_presets(tmp_path):
     import argparse
-    from interp.cli import add_settings_flags, settings_from_args
+    from interp.cli.flags import add_settings_flags, settings_from_args
     parser = argparse.ArgumentParser()
     add_settings_flags(parser)
     paper = settings_from_args(parser.parse_args(["--preset", "paper"]), "toy")
@@ -61,17 +61,16 @@ def test_toy_examples_are_the_drawn_pairs():
 
 
 def test_app_on_toy_offers_shape_examples_and_toy_knobs(toy_bundle):
-    sys.path.insert(0, str(ROOT))
-    import app
-    from app_handlers import Studio
+    from ui import layout
+    from ui.handlers import Studio
     from interp.render import Interpolator
     from interp.forms import FORM_FIELDS
     from interp.store import FrameStore
-    rows = app.example_rows("toy")
+    rows = layout.example_rows("toy")
     assert rows[0][2:] == [data.caption(s) for s in data.example_pairs()[0]]
     assert all(Path(p).is_file() for row in rows for p in row[:2])
     engine = Interpolator(toy_bundle, FrameStore(None), None)
-    demo = app.build_demo(engine)
+    demo = layout.build_demo(engine)
     values = {c.get("props", {}).get("label"): c.get("props", {}).get("value")
               for c in demo.config["components"]}
     assert values["Guidance scale"] == 3.0 and values["Size (long side, pixels)"] == 64

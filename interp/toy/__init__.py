@@ -1,13 +1,12 @@
 """The built-in toy model: procedural shapes (data), its training (train, stages) and checks (check).
 
 The trained weights live in assets/toy (diffusers layout; load with interp.models.load_bundle("toy")),
-the open_clip scorer in assets/toy/clip (load with load_toy_clip()).
+the open_clip scorer in assets/toy/clip (load with interp.toy.nets.load_toy_clip()).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 TOY_DIR = Path(__file__).resolve().parents[2] / "assets" / "toy"
 TOY_CLIP_NAME = "interp-toy-clip"
@@ -24,12 +23,3 @@ RECOMMENDED: dict = dict(size=64, guidance_scale=3.0, invert_lr=1e-3, rank_posit
 def toy_clip_path(model_dir: str | os.PathLike | None = None) -> Path:
     """The toy open_clip weights file inside a toy model directory (default assets/toy)."""
     return Path(model_dir if model_dir is not None else TOY_DIR) / "clip" / CLIP_FILE
-
-
-def load_toy_clip(device: str = "cpu", counter: Any = None, model_dir: str | os.PathLike | None = None) -> Any:
-    """The toy open_clip scorer (interp.rank.ClipScorer): registers its config, loads the local weights."""
-    from interp.rank import load_clip_scorer
-    from interp.toy.nets import register_clip_config
-
-    register_clip_config()
-    return load_clip_scorer(TOY_CLIP_NAME, str(toy_clip_path(model_dir)), device=device, counter=counter)

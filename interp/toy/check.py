@@ -116,7 +116,7 @@ def foreground_centre(image: Image.Image) -> tuple[float, float] | None:
 
 def pose_control(specs: Sequence[data.ShapeSpec], scale: float = 1.0) -> Any:
     """interp.sampling.Control of the specs' skeletons (64x64, in [0, 1]) at one ControlNet scale."""
-    from interp.pose import control_image
+    from interp.pose.draw import control_image
     from interp.sampling import Control
 
     images = torch.stack([control_image(data.pose(s), 64, 64) for s in specs])

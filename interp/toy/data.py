@@ -343,7 +343,7 @@ def keypoints(spec: ShapeSpec, size: int = 64) -> list[tuple[float, float] | Non
 
 def pose(spec: ShapeSpec, size: int = 64) -> "Any":
     """The skeleton as an interp.pose.Pose (one person, confidence 1) on a size x size canvas."""
-    from interp.pose import MISSING, Pose
+    from interp.pose.keypoints import MISSING, Pose
 
     person = tuple(MISSING if kp is None else (kp[0], kp[1], 1.0) for kp in keypoints(spec, size))
     return Pose(size, size, (person,))
@@ -351,6 +351,6 @@ def pose(spec: ShapeSpec, size: int = 64) -> "Any":
 
 def pose_image(spec: ShapeSpec, size: int = 64) -> Image.Image:
     """The skeleton drawn with controlnet_aux's OpenPose drawer (interp.pose.render_pose), RGB on black."""
-    from interp.pose import render_pose
+    from interp.pose.draw import render_pose
 
     return render_pose(pose(spec, size), size, size)

@@ -7,13 +7,14 @@ UNet2DConditionModel with cross-attention, a ControlNetModel from the UNet, and 
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from interp.toy import TOY_CLIP_NAME
+from interp.toy import TOY_CLIP_NAME, toy_clip_path
 from interp.toy.vae_init import thumbnail_init
 CLIP_CONFIG_DIR = Path(__file__).parent  # holds interp-toy-clip.json
 _config_lock = threading.Lock()
@@ -127,3 +128,11 @@ def build_clip(seed: int = 0) -> tuple[Any, Any, Any]:
 def param_count(module: torch.nn.Module) -> int:
     """Number of parameters of a module."""
     return sum(p.numel() for p in module.parameters())
+
+
+def load_toy_clip(device: str = "cpu", counter: Any = None, model_dir: str | os.PathLike | None = None) -> Any:
+    """The toy open_clip scorer (interp.rank.ClipScorer): registers its config, loads the local weights."""
+    from interp.rank import load_clip_scorer
+
+    register_clip_config()
+    return load_clip_scorer(TOY_CLIP_NAME, str(toy_clip_path(model_dir)), device=device, counter=counter)

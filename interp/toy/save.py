@@ -29,7 +29,7 @@ def save_model(out: Path, modules: dict[str, Any]) -> None:
     from diffusers import DDIMScheduler
     from safetensors.torch import save_file
 
-    from interp.configs import SD_SCHEDULER
+    from interp.models.tiny import SD_SCHEDULER
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ("vae", "unet", "controlnet"):
@@ -49,7 +49,7 @@ def save_model(out: Path, modules: dict[str, Any]) -> None:
 
 def save_tokenizer(tokenizer: Any, folder: Path) -> None:
     """The CLIP tokenizer as vocab.json + merges.txt + tokenizer_config.json (1.5 MB; tokenizer.json is 3.6 MB)."""
-    from interp.tokenizer import bpe_path, clip_vocab_and_merges
+    from interp.models.tokenizer import bpe_path, clip_vocab_and_merges
 
     tokenizer.save_pretrained(folder)
     (folder / "tokenizer.json").unlink(missing_ok=True)
@@ -115,7 +115,7 @@ TEMPLATE = """# interp's built-in toy model
 the real CLIP tokenizer, UNet2DConditionModel, ControlNetModel) and an open_clip scorer, trained here on
 a CPU from scratch. It draws one clean shape (circle, square, triangle, star, heart) in one of 8 colours
 on one of 4 backgrounds at 64x64, from captions such as "a red circle on a white background".
-Load it with `interp.models.load_bundle("toy")`; the CLIP scorer with `interp.toy.load_toy_clip()`.
+Load it with `interp.models.load_bundle("toy")`; the CLIP scorer with `interp.toy.nets.load_toy_clip()`.
 
 ## Data and licence
 

@@ -57,7 +57,7 @@ def training_set(n: int, seed: int) -> tuple[np.ndarray, list[str], list[data.Sh
 
 def run_stages(budget: Budget, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run every stage; returns (modules, report with per-stage seconds and metrics)."""
-    from interp.tokenizer import build_tokenizer
+    from interp.models.tokenizer import build_tokenizer
     from interp.toy import stage_clip, stage_unet, stages
 
     report: dict[str, Any] = {"budget": asdict(budget), "seed": seed, "threads": torch.get_num_threads(),
@@ -98,7 +98,7 @@ def _stage(report: dict[str, Any], name: str, result: Any) -> dict[str, Any]:
 
 def check(out: Path, budget: Budget, seed: int, report: dict[str, Any]) -> None:
     """Reload the saved model through interp.models and measure VAE PSNR and sample colour accuracy."""
-    from interp.models import load_bundle
+    from interp.models.bundle import load_bundle
     from interp.toy import check as checks
 
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from app_plot import plan_error, plan_svg
+from ui.plot import plan_error, plan_svg
 from interp.errors import InputError, InterpError
 from interp.events import DenoiseStep, FrameReady, StageProgress
 from interp.plan import ddim_timesteps, make_plan
@@ -21,7 +21,7 @@ from interp.session import Session
 from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, edit_from_form, export_from_form,
                           form_from_export, form_from_settings, settings_from_form)
 from interp.settings import PRESETS, preset
-from interp.startup import model_settings
+from interp.models.startup import model_settings
 
 log = logging.getLogger("interp.app")
 OOM_HINT = ("The GPU ran out of memory. Lower Size or Candidates, or restart the app with "

@@ -2,9 +2,8 @@
 
 A Pose holds people on a pixel canvas; each person is 18 (x, y, c) keypoints in the COCO order with
 neck (KEYPOINT_NAMES), c = confidence, 0 = missing. The file form is the OpenPose JSON written by
-OpenPose and the sd-webui-controlnet pose editor. Drawing and detection go through controlnet_aux and
-live in interp.pose_draw; they are re-exported here lazily (render_pose, control_image, detect_pose,
-detect_pose_cached, pose_from_results) so importing this module stays cheap.
+OpenPose and the sd-webui-controlnet pose editor. Drawing (interp.pose.draw) and detection
+(interp.pose.detect) go through controlnet_aux, imported lazily there.
 """
 from __future__ import annotations
 
@@ -28,20 +27,8 @@ MISSING: tuple[float, float, float] = (0.0, 0.0, 0.0)
 Keypoint = tuple[float, float, float]
 Person = tuple[Keypoint, ...]
 
-_DRAW_NAMES = frozenset({"render_pose", "control_image", "detect_pose", "detect_pose_cached",
-                         "pose_from_results"})
-
-
 class PoseUnavailable(ModelUnavailable):
     """Pose detection weights (OpenPose body model) cannot be loaded; draw the pose or give a JSON file."""
-
-
-def __getattr__(name: str) -> Any:
-    """Lazy re-export of the controlnet_aux-backed functions from interp.pose_draw (PEP 562)."""
-    if name in _DRAW_NAMES:
-        from interp import pose_draw
-        return getattr(pose_draw, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_number(value: Any, path: str) -> None:

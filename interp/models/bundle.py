@@ -15,10 +15,11 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from interp import hub
-from interp.configs import TINY_ALIASES, TINY_SPECS, build_tiny, tiny_identity
+from interp.models import hub
+from interp.models.tiny import TINY_ALIASES, TINY_SPECS, build_tiny, tiny_identity
 from interp.errors import ModelUnavailable
-from interp.tokenizer import build_tokenizer
+from interp.models.tokenizer import build_tokenizer
+from interp.toy import TOY_DIR
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ PRESETS = {  # preset -> (diffusers repo, its OpenPose ControlNet)
     "sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "lllyasviel/control_v11p_sd15_openpose"),
     "sd21": ("stabilityai/stable-diffusion-2-1-base", "thibaud/controlnet-sd21-openpose-diffusers"),
 }
-TOY_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy"  # preset "toy": python -m interp.toy.train
 COUNTER_NAMES = ("unet", "controlnet", "vae_encode", "vae_decode", "text_encoder", "clip", "clip_text")
 
 

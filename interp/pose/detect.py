@@ -1,75 +1,25 @@
-"""The controlnet_aux side of poses: drawing the OpenPose skeleton and detecting body poses.
+"""OpenPose body detection through controlnet_aux (imported lazily: it loads every annotator, ~5 s).
 
-controlnet_aux is imported lazily (importing it loads every annotator, ~5 s). Drawing needs no
-weights; detection downloads lllyasviel/Annotators body_pose_model.pth from the hub (body only, no
-hands or face) and raises PoseUnavailable when it cannot.
+Detection downloads lllyasviel/Annotators body_pose_model.pth from the hub (body only, no hands or
+face) and raises PoseUnavailable when it cannot.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import math
-import warnings
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
-from interp.pose import MAX_PEOPLE, MISSING, NUM_KEYPOINTS, Person, Pose, PoseUnavailable
-
-if TYPE_CHECKING:
-    import torch
+from interp.pose.draw import check_size, open_pose_module
+from interp.pose.keypoints import MAX_PEOPLE, MISSING, NUM_KEYPOINTS, Person, Pose, PoseUnavailable
 
 logger = logging.getLogger(__name__)
 
 BODY_WEIGHTS_REPO = "lllyasviel/Annotators"
 BODY_WEIGHTS_FILE = "body_pose_model.pth"
-
-
-def _open_pose() -> ModuleType:
-    """controlnet_aux.open_pose, imported on first use with its import-time warnings silenced."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from controlnet_aux import open_pose
-    return open_pose
-
-
-def _check_size(width: Any, height: Any) -> None:
-    for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _normalised(value: float, size: int) -> float:
-    """value / size, nudged up one ulp so controlnet_aux's int(v * size) is floor(value), not one less."""
-    return math.nextafter(value / size, math.inf)
-
-
-def render_pose(pose: Pose, width: int, height: int) -> Image.Image:
-    """The OpenPose skeleton (18-colour palette, on black) of pose rescaled to width x height, RGB."""
-    if not isinstance(pose, Pose):
-        raise TypeError(f"pose must be a Pose, got {type(pose).__name__}")
-    _check_size(width, height)
-    op = _open_pose()
-    scaled = pose.rescaled(width, height)
-    results = []
-    for person in scaled.people:
-        keypoints = [op.Keypoint(_normalised(x, width), _normalised(y, height)) if c > 0 else None
-                     for x, y, c in person]
-        body = op.BodyResult(keypoints=keypoints, total_score=0.0,
-                             total_parts=sum(k is not None for k in keypoints))
-        results.append(op.PoseResult(body, None, None, None))
-    canvas = op.draw_poses(results, height, width, draw_body=True, draw_hand=False, draw_face=False)
-    return Image.fromarray(np.ascontiguousarray(canvas, dtype=np.uint8), "RGB")
-
-
-def control_image(pose: Pose, width: int, height: int) -> "torch.Tensor":
-    """The rendered skeleton as the ControlNet condition: float32 [3, height, width] in [0, 1]."""
-    import torch
-
-    array = np.asarray(render_pose(pose, width, height), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 def _keypoint_to_pixels(kp: Any, width: int, height: int) -> tuple[float, float, float]:
@@ -108,7 +58,7 @@ def pose_from_results(results: Sequence[Any], width: int, height: int,
     MAX_PEOPLE largest) people sorted left to right by bounding-box centre. People with no keypoint
     are dropped; confidence is the keypoint's score (1.0 when it has none).
     """
-    _check_size(width, height)
+    check_size(width, height)
     people: list[Person] = []
     for i, result in enumerate(results):
         keypoints = list(getattr(result, "body", result).keypoints)
@@ -141,7 +91,7 @@ def _load_detector(device: str) -> Any:
     """A body-only OpenposeDetector on device (cached); PoseUnavailable when weights cannot load."""
     try:
         path = _weights_path()
-        op = _open_pose()
+        op = open_pose_module()
         body = op.Body(path)
         body.to(device)
     except Exception as exc:

@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from .errors import ModelUnavailable
-from .settings import Settings
+from interp.errors import ModelUnavailable
+from interp.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def default_device() -> str:
 
 def resolve_model(requested: Optional[str]) -> tuple:
     """(model name to load, note for the user or None)."""
-    from .models import weights_available
+    from interp.models.bundle import weights_available
     if requested:
         return requested, None
     if weights_available(DEFAULT_PRESET):
@@ -51,7 +51,7 @@ def model_settings(name: Optional[str]) -> dict:
     """Settings a model needs whatever the preset (the built-in models' size, guidance, ranking
     prompts); explicit flags and knobs still win. {} for real models."""
     if name == "toy":
-        from .toy import RECOMMENDED
+        from interp.toy import RECOMMENDED
         return dict(RECOMMENDED)
     if name is not None and name.startswith("tiny"):
         return {"size": 64}   # random test weights: 64 px is all they are for
@@ -62,7 +62,7 @@ def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
                      dtype: Optional[str] = None, need_controlnet: bool = False, **savers) -> tuple:
     """Load the bundle for `requested` (or the best available) -> (bundle, note)."""
     import torch
-    from .models import load_bundle
+    from interp.models.bundle import load_bundle
     name, note = resolve_model(requested)
     torch_dtype = getattr(torch, dtype) if dtype else None
     bundle = load_bundle(name, device=device or default_device(), dtype=torch_dtype, **savers)
@@ -84,7 +84,7 @@ def add_store_flags(parser) -> None:
 def load_store(directory: Optional[Path], max_gb: float = DEFAULT_STORE_GB):
     """The frame store: a directory (default: the user cache dir) kept under max_gb (0: no limit),
     or memory only for 'none'."""
-    from .store import FrameStore, default_store_dir
+    from interp.store import FrameStore, default_store_dir
     if max_gb < 0:
         raise ValueError(f"store_max_gb={max_gb!r} is not allowed: use a size >= 0 (0 = no limit)")
     if directory is not None and str(directory).lower() == "none":
@@ -113,9 +113,9 @@ def load_scorer_for(settings: Settings, spec: Optional[str], bundle):
 def load_scorer(spec: Optional[str], bundle):
     """The CLIP scorer for `spec` ('NAME:PRETRAINED', 'tiny', 'toy'); with no spec the toy model's
     own CLIP for the toy model, else DEFAULT_CLIP. Raises ModelUnavailable."""
-    from .rank import build_tiny_clip, load_clip_scorer
+    from interp.rank import build_tiny_clip, load_clip_scorer
     if spec == "toy" or (spec is None and bundle.name == "toy"):
-        from .toy import load_toy_clip
+        from interp.toy.nets import load_toy_clip
         return load_toy_clip(device=bundle.device, counter=bundle.counter)
     name, pretrained = parse_clip_spec(spec)
     if name == "tiny":

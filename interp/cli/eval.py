@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import add_model_flags, add_settings_flags, engine_from_args, settings_from_args, write_json
-from .startup import add_store_flags
+from interp.cli.flags import add_model_flags, add_settings_flags, engine_from_args, settings_from_args, write_json
+from interp.models.startup import add_store_flags
 
 
 EVAL_DEFAULTS = {"frames": 9}          # the harness's defaults where the flag is not given
@@ -25,7 +25,7 @@ def _str_list(text: str) -> list:
 
 def add_eval_parser(sub) -> None:
     """Register the `eval` and `respace` subcommands."""
-    from .evaluate import SCHEMES
+    from interp.eval.harness import SCHEMES
     p = sub.add_parser("eval", help="measure the method against its baselines on image pairs",
                        conflict_handler="resolve",
                        description="Quality harness. Pairs: --toy-pairs N (held-out toy shapes, with "
@@ -71,7 +71,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace, toy: bool):
     """The preset, the model's needs (the toy's for toy pairs: 64 px, its guidance and ranking
     prompts), the harness's defaults (9 frames), then the given flags."""
-    from .startup import resolve_model
+    from interp.models.startup import resolve_model
     for name, value in EVAL_DEFAULTS.items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
@@ -79,15 +79,15 @@ def _settings(args: argparse.Namespace, toy: bool):
 
 
 def _is_toy(args: argparse.Namespace) -> bool:
-    from .startup import resolve_model
+    from interp.models.startup import resolve_model
     return resolve_model(args.model)[0] == "toy"
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .eval_report import markdown_table, write_report
-    from .evaluate import evaluate, folder_pairs, make_variants, toy_pairs
-    from .metrics import get_distance
-    from .toy.detect import CHECKS
+    from interp.eval.report import markdown_table, write_report
+    from interp.eval.harness import evaluate, folder_pairs, make_variants, toy_pairs
+    from interp.metrics import get_distance
+    from interp.toy.detect import CHECKS
     ks = args.candidates
     args.candidates = None           # the per-column list is not a Settings value
     toy = _is_toy(args) or args.pairs is None
@@ -108,19 +108,19 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_respace(args: argparse.Namespace) -> int:
-    from .pacing import format_report, respace_render
-    from .images import load_image
-    from .metrics import get_distance
+    from interp.pacing import format_report, respace_render
+    from interp.images import load_image
+    from interp.metrics import get_distance
     settings = _settings(args, _is_toy(args))
     engine, _ = engine_from_args(args, settings)
     result, report = respace_render(engine, load_image(args.image_a), load_image(args.image_b),
                                     settings, {}, get_distance(args.distance), rounds=args.rounds)
     sys.stdout.write(format_report(report) + "\n")
     if args.out is not None:
-        from .video import export_all
-        from .settings import Export
+        from interp.video import export_all
+        from interp.settings import Export
         args.out.mkdir(parents=True, exist_ok=True)
         export_all(result.images, args.out, Export(), formats=("gif", "frames"))
-        from .eval_report import json_safe
+        from interp.eval.report import json_safe
         write_json(args.out / "respace.json", json_safe({"report": report, "summary": result.summary()}))
     return 0

@@ -18,11 +18,11 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from . import metrics
-from .events import CancelToken
-from .images import load_image, prepare_pair
-from .plan import curve_positions
-from .settings import Scheme, Settings
+from interp import metrics
+from interp.events import CancelToken
+from interp.images import load_image, prepare_pair
+from interp.plan import curve_positions
+from interp.settings import Scheme, Settings
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Evaluation:
 def toy_pairs(n: int, seed: int = 0, size: int = 64, same_colour: bool = False) -> list:
     """n held-out toy pairs (disjoint from training), prompts = the shapes' captions; same_colour:
     shape morphs only (see toy.data.held_out_pairs)."""
-    from .toy import data
+    from interp.toy import data
     pairs = data.held_out_pairs(n, seed, same_colour=same_colour)
     return [Pair(f"toy{i:02d}", data.draw(a, size), data.draw(b, size), data.caption(a),
                  data.caption(b)) for i, (a, b) in enumerate(pairs)]

@@ -15,14 +15,14 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from app_handlers import load_upload
+from ui.handlers import load_upload
 from interp.errors import InputError
-from interp.pose import Pose
+from interp.pose.keypoints import Pose
 from interp.forms import settings_from_form
 from interp.session import Session
 
 log = logging.getLogger("interp.app")
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TARGETS = [("Image A", "a"), ("Image B", "b"), ("Selected frame", "frame")]
 TEMPLATE = """<div class="pe-root">
   <div class="pe-toolbar">

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .cli import add_settings_flags, settings_from_args
+from interp.cli.flags import add_settings_flags, settings_from_args
 
 
 def add_plan_parser(sub) -> None:
@@ -16,7 +16,7 @@ def add_plan_parser(sub) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from .plan import ddim_timesteps, make_plan
+    from interp.plan import ddim_timesteps, make_plan
     settings = settings_from_args(args)
     plan = make_plan(settings, ddim_timesteps(settings.num_inference_steps).tolist())
     rows = plan.to_json()

@@ -19,7 +19,8 @@ def add_pose_parser(sub) -> None:
 
 
 def run_pose(args: argparse.Namespace) -> int:
-    from .pose import Pose, render_pose
+    from interp.pose.keypoints import Pose
+    from interp.pose.draw import render_pose
     if args.render is not None:
         if args.out is None:
             raise ValueError("--render needs --out skeleton.png")
@@ -28,8 +29,8 @@ def run_pose(args: argparse.Namespace) -> int:
         return 0
     if not args.image:
         raise ValueError("give an IMAGE to detect a pose in, or --render FILE.json --out X.png")
-    from .images import fit_image, load_image, target_size
-    from .pose import detect_pose
+    from interp.images import fit_image, load_image, target_size
+    from interp.pose.detect import detect_pose
     image = load_image(args.image)
     image = fit_image(image, target_size(*image.size, args.size))
     text = json.dumps(detect_pose(image, args.all_people).to_json(), indent=2)

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .evaluate import Evaluation
+from interp.eval.harness import Evaluation
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import re
 import sys
 from pathlib import Path
 
-from .cli import (add_model_flags, add_settings_flags, engine_from_args, settings_from_args,
+from interp.cli.flags import (add_model_flags, add_settings_flags, engine_from_args, settings_from_args,
                   write_json)
-from .startup import add_store_flags
-from .settings import Export, FrameEdit
+from interp.models.startup import add_store_flags
+from interp.settings import Export, FrameEdit
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def _edit_value(key: str, value: str):
 
 def collect_edits(args: argparse.Namespace) -> dict:
     """Edits from --edits FILE, then --edit, --regenerate and --select, in that order."""
-    from .render import regenerate, select
-    from .results import edits_from_dict
+    from interp.render import regenerate, select
+    from interp.results import edits_from_dict
     edits = edits_from_dict(json.loads(args.edits.read_text())) if args.edits else {}
     for text in args.edit:
         frame, edit = parse_edit(text)
@@ -99,9 +99,9 @@ def collect_edits(args: argparse.Namespace) -> dict:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from .images import load_image
-    from .startup import resolve_model
-    from .video import export_all, write_frames_dir
+    from interp.images import load_image
+    from interp.models.startup import resolve_model
+    from interp.video import export_all, write_frames_dir
 
     settings = settings_from_args(args, resolve_model(args.model)[0])
     export = Export(fps=args.fps, pingpong=args.pingpong, loop=args.loop,
@@ -114,7 +114,7 @@ def run_render(args: argparse.Namespace) -> int:
     report = None
     with _Progress() as progress:
         if args.respace:
-            from .pacing import respace_render
+            from interp.pacing import respace_render
             result, report = respace_render(engine, image_a, image_b, settings, edits,
                                             on_event=progress, **poses)
         else:
@@ -127,8 +127,8 @@ def run_render(args: argparse.Namespace) -> int:
                           "device": str(bundle.device), "dtype": str(bundle.dtype)},
                    export={k: str(v) for k, v in paths.items()}, note=note)
     if report is not None:
-        from .eval_report import json_safe
-        from .pacing import format_report
+        from interp.eval.report import json_safe
+        from interp.pacing import format_report
         summary["respace"] = json_safe(report)
         sys.stdout.write(format_report(report) + "\n")
     write_json(out / "summary.json", summary)
@@ -139,7 +139,7 @@ def run_render(args: argparse.Namespace) -> int:
 def _load_poses(args: argparse.Namespace) -> dict:
     if not (args.pose_a or args.pose_b):
         return {}
-    from .pose import Pose
+    from interp.pose.keypoints import Pose
     return {name: Pose.from_json(path.read_text()) if path else None
             for name, path in (("pose_a", args.pose_a), ("pose_b", args.pose_b))}
 
@@ -156,7 +156,7 @@ class _Progress:
         self.bar.close()
 
     def __call__(self, event) -> None:
-        from .events import DenoiseStep, FrameReady, StageProgress
+        from interp.events import DenoiseStep, FrameReady, StageProgress
         if isinstance(event, (DenoiseStep, StageProgress)):
             self.bar.update(1)
         elif isinstance(event, FrameReady):

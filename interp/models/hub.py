@@ -21,7 +21,7 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from interp.configs import sd_scheduler_config
+from interp.models.tiny import sd_scheduler_config
 from interp.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)

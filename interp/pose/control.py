@@ -7,10 +7,11 @@ from typing import Mapping, Optional
 
 import torch
 
-from .pose import Pose, control_scales, pose_path
-from .pose_draw import control_image, detect_pose_cached
-from .sampling import Control, Guidance, add_noise, denoise, make_generator, randn
-from .settings import FrameEdit, Settings
+from interp.pose.keypoints import Pose, control_scales, pose_path
+from interp.pose.draw import control_image
+from interp.pose.detect import detect_pose_cached
+from interp.sampling import Control, Guidance, add_noise, denoise, make_generator, randn
+from interp.settings import FrameEdit, Settings
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,8 @@ PREPASS_STEPS, PREPASS_STRENGTH = 50, 0.6  # img2img: 30 of 50 DDIM steps
 
 def photo_prepass(bundle, image, seed: int = 0):
     """img2img of a stylised input toward a photo of a person, for the detector (paper, Fig. 4)."""
-    from .images import to_pil, to_tensor
-    from .text import encode_prompt
+    from interp.images import to_pil, to_tensor
+    from interp.text import encode_prompt
     scheduler = bundle.make_scheduler()
     scheduler.set_timesteps(PREPASS_STEPS)
     index = int(PREPASS_STEPS * PREPASS_STRENGTH) - 1

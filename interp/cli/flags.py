@@ -1,8 +1,7 @@
-"""Command-line interface: `python -m interp render|plan|pose ...`.
+"""Flags shared by the subcommands: one per Settings field (field `noise_min` is `--noise-min`), the
+model flags, and small helpers. Subcommands import this module, never the dispatcher.
 
-Settings flags are generated from the Settings dataclass (one mapping: field `noise_min` is flag
-`--noise-min`), so the CLI, the app and the project file share names. A few short aliases exist
-(`--steps`, `--negative`).
+A few short aliases exist (`--steps`, `--negative`).
 """
 from __future__ import annotations
 
@@ -10,13 +9,11 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-from .errors import InterpError
-from .settings import PRESETS, Settings, preset
+from interp.settings import PRESETS, Settings, preset
 
 log = logging.getLogger("interp")
 
@@ -69,7 +66,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace, model: Optional[str] = None) -> Settings:
     """The preset, then what `model` needs (startup.model_settings), then every given flag."""
-    from .startup import model_settings
+    from interp.models.startup import model_settings
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
              if getattr(args, f.name, None) is not None}
     return preset(args.preset, **{**model_settings(model), **given})
@@ -91,8 +88,8 @@ def engine_from_args(args: argparse.Namespace, settings: Settings,
                      max_batch: Optional[int] = None) -> tuple:
     """(Interpolator, note) from the model and store flags: the model (offline rule; note says when
     the built-in one stands in), the frame store, and the CLIP scorer `settings` rank with."""
-    from .render import Interpolator
-    from .startup import load_scorer_for, load_store, resolve_and_load
+    from interp.render import Interpolator
+    from interp.models.startup import load_scorer_for, load_store, resolve_and_load
     bundle, note = resolve_and_load(args.model, args.device, args.dtype,
                                     attention_slicing=args.attention_slicing,
                                     vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
@@ -102,36 +99,6 @@ def engine_from_args(args: argparse.Namespace, settings: Settings,
     scorer = load_scorer_for(settings, args.clip_model, bundle)
     return Interpolator(bundle, load_store(args.store, args.store_max_gb), scorer,
                         max_batch=max_batch), note
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m interp",
-                                     description="Interpolate between two images with diffusion.")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    from .cli_render import add_render_parser
-    from .cli_plan import add_plan_parser
-    from .cli_pose import add_pose_parser
-    from .cli_eval import add_eval_parser
-    add_render_parser(sub)
-    add_plan_parser(sub)
-    add_pose_parser(sub)
-    add_eval_parser(sub)
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except (InterpError, ValueError, TypeError) as exc:
-        if args.verbose:
-            raise
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
 
 
 def write_json(path: Path, data: Any) -> None:
