@@ -11,6 +11,7 @@ import torch
 from interp.events import CancelToken, DenoiseStep, EventCallback, FrameStarted
 from interp.plan import Plan, fraction_to_index
 from interp.sampling import (Guidance, add_noise, denoise, derive_seed, make_generator, randn, slerp)
+from interp.scheduler import by_index
 from interp.settings import Scheme, Settings
 
 
@@ -40,7 +41,7 @@ def interpolate_denoise(bundle, scheduler, plan, settings, z_a, z_b, path, on_ev
     """Baseline 2: shared noise on both inputs, more towards the middle; slerp; denoise fully."""
     gen = make_generator(derive_seed(settings.seed, 0), "cpu")
     eps = randn(z_a.shape[1:], gen, "cpu")[None]
-    timesteps = scheduler.timesteps.flip(0)
+    timesteps = by_index(scheduler)
     out = {}
     for i in _inner(plan):
         cancel is not None and cancel.check()
@@ -73,7 +74,7 @@ def did_independent(bundle, scheduler, plan, settings, z_a, z_b, path, on_event,
 def _did(bundle, scheduler, plan, settings, z_a, z_b, path, on_event, cancel, shared) -> dict:
     """Latent-blending style: level by level, slerp partially denoised latents, then denoise all
     existing in-between frames together to the next level's noise level (finally to 0)."""
-    timesteps = scheduler.timesteps.flip(0)
+    timesteps = by_index(scheduler)
     levels = sorted({plan.nodes[i].level for i in plan.order})
     index_of = {lv: next(plan.nodes[i].ddim_index for i in plan.order if plan.nodes[i].level == lv)
                 for lv in levels}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from interp.errors import Cancelled
 
@@ -31,14 +31,26 @@ class DenoiseStep:
 
 
 @dataclass(frozen=True)
+class PlanReady:
+    """A render is planned (before its first frame): the plan, the settings, and both inputs at the
+    working size, so a caller can show the sequence's shape without planning again."""
+    plan: Any         # interp.plan.Plan
+    settings: Any     # interp.settings.Settings
+    images: tuple     # (A, B) as the model sees them (PIL)
+
+
+@dataclass(frozen=True)
 class FrameReady:
-    """A frame is final: its candidates, scores, the chosen one, and whether it was generated or reused."""
-    index: int
-    images: tuple  # PIL images, one per candidate
-    scores: Optional[tuple]  # CLIP scores or None
-    chosen: int
-    generated: bool
-    key: str = ""
+    """A frame is final (an input, generated or reused): its interp.results.FrameResult."""
+    frame: Any
+
+    @property
+    def index(self) -> int:
+        return self.frame.index
+
+    @property
+    def generated(self) -> bool:
+        return self.frame.generated
 
 
 @dataclass(frozen=True)

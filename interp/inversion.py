@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from interp.events import CancelToken, EventCallback, StageProgress, ignore_event
-from interp.sampling import Guidance, add_noise, ddim_index_timesteps, predict
+from interp.sampling import Guidance, add_noise, predict
+from interp.scheduler import by_index
 from interp.settings import Settings
 from interp.hashing import content_hash
 from interp.store import FrameStore, Record
@@ -126,8 +127,7 @@ def _optimise(bundle, images: torch.Tensor, settings: Settings, on_event: EventC
     optimizer = torch.optim.Adam(params, lr=settings.invert_lr)
     scaler = torch.amp.GradScaler(bundle.device.type, enabled=bundle.dtype == torch.float16)
     # 2. The DDIM schedule the generation uses, and one generator for every random draw.
-    scheduler = bundle.make_scheduler()
-    scheduler.set_timesteps(settings.num_inference_steps)
+    scheduler = bundle.make_scheduler(settings.num_inference_steps)
     generator = torch.Generator().manual_seed(settings.seed)
     total, pairs = settings.invert_steps, []
     # 3. Each iteration: augment + re-encode both images, then one step on A and one on B.
@@ -160,7 +160,7 @@ def guided_loss(bundle, scheduler, z0: torch.Tensor, cond: torch.Tensor, uncond:
     `scheduler` has its timesteps set (S = their count); u ~ U{S//3 .. 2S//3 - 1}, counted from
     the least noisy end; z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps (method.md section 4).
     """
-    timesteps = ddim_index_timesteps(scheduler)
+    timesteps = by_index(scheduler)
     count = len(timesteps)
     index = int(torch.randint(count // 3, 2 * count // 3, (1,), generator=generator))
     t = int(timesteps[index])
@@ -202,8 +202,7 @@ def denoising_error(bundle, latents: torch.Tensor, cond: torch.Tensor, uncond: t
         raise ValueError(f"draws={draws} must be >= 1")
     if generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
-    scheduler = bundle.make_scheduler()
-    scheduler.set_timesteps(settings.num_inference_steps)
+    scheduler = bundle.make_scheduler(settings.num_inference_steps)
     with torch.no_grad():
         errors = [float(guided_loss(bundle, scheduler, latents.float().to(bundle.device), cond,
                                     uncond, settings.guidance_scale, generator))

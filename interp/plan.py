@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from interp.scheduler import ddim_timesteps
 from interp.settings import Curve, NoiseShape, Settings
-
-# Stable Diffusion's DDIM configuration (the paper's SD 2.1 base uses the same schedule).
-SD_SCHEDULER_CONFIG: dict = {
-    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000, "steps_offset": 1, "timestep_spacing": "leading",
-    "clip_sample": False, "set_alpha_to_one": False,
-}
 
 _EPS = 1e-9  # guards int() against float results such as 200 * 0.29 = 57.99999999999999
 
@@ -174,17 +168,6 @@ def fraction_to_index(num_inference_steps: int, fraction: float) -> int:
     if not (isinstance(fraction, (int, float)) and 0.0 < fraction < 1.0):
         raise ValueError(f"noise={fraction!r} is not allowed: expected a fraction in (0, 1)")
     return min(_floor(s * fraction), s - 1)
-
-
-def ddim_timesteps(num_inference_steps: int, scheduler_config: Optional[Mapping] = None) -> np.ndarray:
-    """Ascending DDPM timestep of each DDIM index 0..S-1, from diffusers' DDIMScheduler.set_timesteps(S)."""
-    s = _check_count("num_inference_steps", num_inference_steps, 1)
-    config = dict(SD_SCHEDULER_CONFIG if scheduler_config is None else scheduler_config)
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler.from_config(config)
-    scheduler.set_timesteps(s)
-    return np.asarray(scheduler.timesteps.cpu().numpy()[::-1], dtype=np.int64).copy()
 
 
 # ------------------------------------------------------------------------------------------- plan

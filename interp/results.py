@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from interp.plan import Plan
-from interp.settings import FrameEdit, Settings
+from interp.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,16 @@ class FrameResult:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class RenderResult:
     """All frames 0..N in order, with the settings, edits, model-call counts and warnings."""
-    frames: list
+    frames: tuple
     plan: Plan
     settings: Settings
     edits: dict
-    counts: dict = field(default_factory=dict)
-    expected_counts: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)           # model calls and rows this render made
+    expected_counts: dict = field(default_factory=dict)  # their analytic minimum
+    warnings: tuple = ()
     inversion_steps: int = 0           # textual-inversion iterations run (0: off or reused)
 
     @property
@@ -82,7 +82,3 @@ class RenderResult:
             "warnings": list(self.warnings),
         }
 
-
-def edits_from_dict(data: dict) -> dict:
-    """{"3": {...}} (JSON) -> {3: FrameEdit}."""
-    return {int(k): v if isinstance(v, FrameEdit) else FrameEdit.from_dict(v) for k, v in data.items()}

@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from interp.events import CancelToken
+from interp.scheduler import by_index
 
 SLERP_EPS = 1e-7
 
@@ -48,11 +49,6 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 def randn(shape: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
     """float32 standard normal noise from `generator`, moved to `device`."""
     return torch.randn(tuple(shape), generator=generator, device=generator.device).to(device)
-
-
-def ddim_index_timesteps(scheduler) -> torch.Tensor:
-    """Timesteps indexed by DDIM index (ascending: index 0 is the least noisy)."""
-    return scheduler.timesteps.flip(0)
 
 
 def add_noise(scheduler, z0: torch.Tensor, eps: torch.Tensor, timestep: int) -> torch.Tensor:
@@ -137,7 +133,7 @@ def denoise(bundle, scheduler, latents: torch.Tensor, start_index: int, guidance
     """
     if len(generators) != latents.shape[0]:
         raise ValueError(f"need one generator per sample: {len(generators)} for {latents.shape[0]}")
-    timesteps = ddim_index_timesteps(scheduler)
+    timesteps = by_index(scheduler)
     if not (stop_index < start_index < len(timesteps)):
         raise ValueError(f"start_index={start_index} must be in ({stop_index}, {len(timesteps)})")
     x = latents.float().to(bundle.device)

@@ -139,6 +139,9 @@ class FrameEdit:
             _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed", self.seed,
                    "an integer in [0, 2^63)")
 
+    def replace(self, **changes: Any) -> "FrameEdit":
+        return dataclasses.replace(self, **changes)
+
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if getattr(self, f.name) != f.default}

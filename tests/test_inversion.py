@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from interp.models.tiny import SD_SCHEDULER
+from interp.scheduler import SD_DDIM
 from interp.errors import Cancelled
 from interp.events import CancelToken, StageProgress
 from interp.inversion import (augment, denoising_error, inversion_key, invert, prediction_target,
@@ -174,13 +174,13 @@ def test_sd21_shapes(model, images):
 
 def test_prediction_target_epsilon_and_velocity():
     z0, eps, t = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8), 501
-    eps_sched = DDIMScheduler.from_config(SD_SCHEDULER)
+    eps_sched = DDIMScheduler.from_config(SD_DDIM)
     assert torch.equal(prediction_target(eps_sched, z0, eps, t), eps)
-    v_sched = DDIMScheduler.from_config({**SD_SCHEDULER, "prediction_type": "v_prediction"})
+    v_sched = DDIMScheduler.from_config({**SD_DDIM, "prediction_type": "v_prediction"})
     abar = float(v_sched.alphas_cumprod[t])
     expected = math.sqrt(abar) * eps - math.sqrt(1 - abar) * z0
     assert torch.allclose(prediction_target(v_sched, z0, eps, t), expected, atol=1e-6)
-    x_sched = DDIMScheduler.from_config({**SD_SCHEDULER, "prediction_type": "sample"})
+    x_sched = DDIMScheduler.from_config({**SD_DDIM, "prediction_type": "sample"})
     assert torch.equal(prediction_target(x_sched, z0, eps, t), z0)
 
 

@@ -92,8 +92,8 @@ def test_tiny_shape_details(bundles):
     assert sd15.unet.config.use_linear_projection is False and sd21.unet.config.use_linear_projection is True
     assert tuple(sd21.unet.config.attention_head_dim) == (2, 4)
     assert [b.prediction_type for b in (sd15, sd21, sd21v)] == ["epsilon", "epsilon", "v_prediction"]
-    sched = sd21v.make_scheduler()
-    assert sched.config.prediction_type == "v_prediction" and sched is not sd21v.make_scheduler()
+    sched = sd21v.make_scheduler(10)
+    assert sched.config.prediction_type == "v_prediction" and sched is not sd21v.make_scheduler(10)
     assert (sched.config.steps_offset, sched.config.timestep_spacing, sched.config.clip_sample) == (1, "leading", False)
     assert load_bundle("tiny").identity == sd15.identity
 
@@ -262,7 +262,7 @@ def _save_diffusers(bundle, directory, with_controlnet=False):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(vae=bundle.vae, text_encoder=bundle.text_encoder, tokenizer=bundle.tokenizer,
-                                   unet=bundle.unet, scheduler=bundle.make_scheduler(), safety_checker=None,
+                                   unet=bundle.unet, scheduler=bundle.make_scheduler(10), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(directory)
     if with_controlnet:

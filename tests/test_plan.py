@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from interp.plan import (
-    FrameNode, Plan, bisection_tree, curve_positions, ddim_timesteps, fraction_to_index,
+    FrameNode, Plan, bisection_tree, curve_positions, fraction_to_index,
     level_ddim_indices, make_plan, positions_to_points, respace,
 )
+from interp.scheduler import ddim_timesteps
 from interp.settings import Curve, NoiseShape, Settings
 
 # Timesteps of SD's DDIM config ("leading", steps_offset 1): index i -> 1 + i * (1000 // S).

@@ -108,8 +108,7 @@ def _guidance(bundle, scale=7.5):
 
 
 def test_denoise_runs_exactly_start_index_plus_one_steps_in_one_batch(bundle, scheduler):
-    sched = bundle.make_scheduler()
-    sched.set_timesteps(20)
+    sched = bundle.make_scheduler(20)
     x = torch.randn(3, 4, 8, 8, generator=make_generator(0))
     before = bundle.counter.snapshot()
     steps = []
@@ -122,8 +121,7 @@ def test_denoise_runs_exactly_start_index_plus_one_steps_in_one_batch(bundle, sc
 
 
 def test_denoise_first_step_is_at_the_start_level(bundle):
-    sched = bundle.make_scheduler()
-    sched.set_timesteps(20)
+    sched = bundle.make_scheduler(20)
     seen = []
     bundle.unet.register_forward_pre_hook(lambda m, args, kw: seen.append(int(args[1])),
                                           with_kwargs=True)
@@ -137,8 +135,7 @@ def test_denoise_first_step_is_at_the_start_level(bundle):
 
 
 def test_denoise_candidates_follow_their_own_generators(bundle):
-    sched = bundle.make_scheduler()
-    sched.set_timesteps(10)
+    sched = bundle.make_scheduler(10)
     x = torch.randn(1, 4, 8, 8, generator=make_generator(0)).repeat(2, 1, 1, 1)
     out = denoise(bundle, sched, x, 4, _guidance(bundle), [make_generator(1), make_generator(2)],
                   eta=1.0)

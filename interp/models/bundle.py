@@ -19,6 +19,7 @@ from interp.models import hub
 from interp.models.tiny import TINY_ALIASES, TINY_SPECS, build_tiny, tiny_identity
 from interp.errors import ModelUnavailable
 from interp.models.tokenizer import build_tokenizer
+from interp.scheduler import make_scheduler
 from interp.toy import TOY_DIR
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,9 @@ class ModelBundle:
     counter: CallCounter = field(default_factory=CallCounter)
     name: str = ""  # the preset, id or path as requested
 
-    def make_scheduler(self) -> DDIMScheduler:
-        """A fresh DDIM scheduler (one per render: schedulers hold state)."""
-        return DDIMScheduler.from_config(self.scheduler_config)
+    def make_scheduler(self, num_inference_steps: int) -> DDIMScheduler:
+        """A fresh DDIM scheduler with its timesteps set (one per render: schedulers hold state)."""
+        return make_scheduler(self.scheduler_config, num_inference_steps)
 
     @property
     def vae_scale_factor(self) -> int:

@@ -21,7 +21,7 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from interp.models.tiny import sd_scheduler_config
+from interp.scheduler import ddim_config
 from interp.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def load_diffusers(model: str, dtype: torch.dtype, what: str) -> dict:
             "text_encoder": CLIPTextModel.from_pretrained(root, subfolder="text_encoder", dtype=dtype, **LOCAL),
             "tokenizer": CLIPTokenizer.from_pretrained(root, subfolder="tokenizer", **LOCAL)
             if (root / "tokenizer").is_dir() else None,
-            "scheduler_config": sd_scheduler_config(_read_json(root / "scheduler" / "scheduler_config.json")),
+            "scheduler_config": ddim_config(_read_json(root / "scheduler" / "scheduler_config.json")),
         }
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelUnavailable(
@@ -239,6 +239,6 @@ def load_single_file(path: str, dtype: torch.dtype, config: str | None) -> dict:
         "unet": pipe.unet,
         "text_encoder": pipe.text_encoder,
         "tokenizer": pipe.tokenizer,
-        "scheduler_config": sd_scheduler_config(dict(pipe.scheduler.config)),
+        "scheduler_config": ddim_config(dict(pipe.scheduler.config)),
         "identity": f"file:{file_sha256(file)[:32]}",
     }

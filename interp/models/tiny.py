@@ -8,25 +8,14 @@ import json
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
+
+from interp.scheduler import SD_DDIM, ddim_config
 
 TINY_VERSION = "v1"  # bump when the builders below change in a way the configs do not show
 TINY_SEED = 0  # the seed every tiny model's weights are drawn from
 CONDITIONING_CHANNELS = (16, 32, 64, 128)  # 3 stride-2 convs: a pose image at pixel size maps to latents
-
-# Stable Diffusion's DDIM settings (the paper's code samples with DDIM on these).
-SD_SCHEDULER = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-    "prediction_type": "epsilon",
-}
 
 UNET_COMMON = {
     "sample_size": 8,
@@ -81,7 +70,7 @@ class TinySpec:
             "vae": VAE,
             "text_encoder": TEXT,
             "controlnet_conditioning": CONDITIONING_CHANNELS,
-            "scheduler": {**SD_SCHEDULER, "prediction_type": self.prediction_type},
+            "scheduler": {**SD_DDIM, "prediction_type": self.prediction_type},
             "seed": TINY_SEED,
         }
 
@@ -123,7 +112,7 @@ def build_tiny(name: str) -> dict:
             unet, conditioning_embedding_out_channels=configs["controlnet_conditioning"]
         )
     _wake_zero_convs(controlnet, torch.Generator().manual_seed(TINY_SEED + 1))
-    scheduler_config = sd_scheduler_config(configs["scheduler"])
+    scheduler_config = ddim_config(configs["scheduler"])
     return {
         "unet": unet,
         "vae": vae,
@@ -131,14 +120,3 @@ def build_tiny(name: str) -> dict:
         "controlnet": controlnet,
         "scheduler_config": scheduler_config,
     }
-
-
-def sd_scheduler_config(loaded: dict | None) -> dict:
-    """A DDIM config from a model's scheduler config: SD's DDIM defaults with its betas and prediction type."""
-    base = dict(SD_SCHEDULER)
-    for key in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type",
-                "steps_offset", "trained_betas", "rescale_betas_zero_snr"):
-        if loaded and loaded.get(key) is not None:
-            base[key] = loaded[key]
-    cfg = dict(DDIMScheduler(**base).config)
-    return {k: v for k, v in cfg.items() if not k.startswith("_")}

@@ -11,6 +11,7 @@ from interp.pose.keypoints import Pose, control_scales, pose_path
 from interp.pose.draw import control_image
 from interp.pose.detect import detect_pose_cached
 from interp.sampling import Control, Guidance, add_noise, denoise, make_generator, randn
+from interp.scheduler import by_index
 from interp.settings import FrameEdit, Settings
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,12 @@ def photo_prepass(bundle, image, seed: int = 0):
     """img2img of a stylised input toward a photo of a person, for the detector (paper, Fig. 4)."""
     from interp.images import to_pil, to_tensor
     from interp.text import encode_prompt
-    scheduler = bundle.make_scheduler()
-    scheduler.set_timesteps(PREPASS_STEPS)
+    scheduler = bundle.make_scheduler(PREPASS_STEPS)
     index = int(PREPASS_STEPS * PREPASS_STRENGTH) - 1
     gen = make_generator(seed, bundle.device)
     with torch.no_grad():
         z0 = bundle.encode_images(to_tensor([image]).to(bundle.device, bundle.dtype)).float()
-        t = int(scheduler.timesteps.flip(0)[index])
+        t = int(by_index(scheduler)[index])
         start = add_noise(scheduler, z0.cpu(), randn(z0.shape, gen, "cpu"), t)
         cond, _ = encode_prompt(bundle, PHOTO_PROMPT)
         uncond, _ = encode_prompt(bundle, "")

@@ -25,8 +25,7 @@ def generate(bundle: Any, prompts: Sequence[str], seeds: Sequence[int], steps: i
 
     if len(prompts) != len(seeds) or not prompts:
         raise ValueError(f"prompts and seeds must be non-empty and equally long; got {len(prompts)}, {len(seeds)}")
-    scheduler = bundle.make_scheduler()
-    scheduler.set_timesteps(steps)
+    scheduler = bundle.make_scheduler(steps)
     side = 64 // bundle.vae_scale_factor
     gens = [make_generator(s) for s in seeds]
     latents = torch.cat([randn((1, 4, side, side), g, bundle.device) for g in gens])

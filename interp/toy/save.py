@@ -29,7 +29,7 @@ def save_model(out: Path, modules: dict[str, Any]) -> None:
     from diffusers import DDIMScheduler
     from safetensors.torch import save_file
 
-    from interp.models.tiny import SD_SCHEDULER
+    from interp.scheduler import SD_DDIM
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ("vae", "unet", "controlnet"):
@@ -38,7 +38,7 @@ def save_model(out: Path, modules: dict[str, Any]) -> None:
     modules["text_encoder"].to(torch.float16).save_pretrained(out / "text_encoder")
     modules["text_encoder"].to(torch.float32)
     save_tokenizer(modules["tokenizer"], out / "tokenizer")
-    DDIMScheduler(**SD_SCHEDULER).save_pretrained(out / "scheduler")
+    DDIMScheduler(**SD_DDIM).save_pretrained(out / "scheduler")
     (out / "clip").mkdir(exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in modules["clip"].state_dict().items()}
     save_file(state, str(out / "clip" / CLIP_FILE))
