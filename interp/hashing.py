@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import os
 import struct
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -115,3 +116,19 @@ def _feed_array(h: Any, obj: Any) -> None:
         _blob(h, b"a", a.dtype.str.encode())
         h.update(struct.pack(f"<Q{a.ndim}Q", a.ndim, *a.shape))
         _blob(h, b"b", a.tobytes())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes, streamed; cached per process by (path, size, mtime)."""
+    resolved = Path(path).resolve()
+    st = resolved.stat()
+    return _file_sha256(str(resolved), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -35,13 +35,12 @@ from interp.events import CancelToken, EventCallback, StageProgress, ignore_even
 from interp.sampling import Guidance, add_noise, predict
 from interp.scheduler import by_index
 from interp.settings import Settings
-from interp.hashing import content_hash
+from interp.keys import INVERSION_VERSION, engine_identity, inversion_key
 from interp.store import FrameStore, Record
 from interp.text import TextConditions, plain_conditions
 
 log = logging.getLogger(__name__)
 
-INVERSION_VERSION = "textual-inversion-1"  # bump when the optimisation changes its results
 NAMES = ("cond_a", "cond_b", "uncond")
 JITTER = (0.1, 0.2, 0.2, 0.1)      # ColorJitter brightness, contrast, saturation, hue (paper code)
 CROP_SCALE = (0.7, 1.0)            # RandomResizedCrop area fraction (paper code)
@@ -57,28 +56,6 @@ class InversionResult:
     key: str
 
 
-def prepare_conditions(bundle, images: torch.Tensor, settings: Settings,
-                       store: Optional[FrameStore] = None, on_event: EventCallback = ignore_event,
-                       cancel: Optional[CancelToken] = None) -> TextConditions:
-    """The pair's text conditions: plain prompt embeddings when invert_steps == 0, else inverted."""
-    if settings.invert_steps == 0:
-        return plain_conditions(bundle, settings)
-    return invert(bundle, images, settings, store, on_event, cancel).conds
-
-
-def inversion_key(bundle, images: torch.Tensor, settings: Settings) -> str:
-    """Cache key: model, image contents, prompts and every setting the optimisation reads."""
-    return content_hash({
-        "kind": "textual-inversion", "version": INVERSION_VERSION, "model": bundle.identity,
-        "images": images.detach().float().cpu().contiguous(),
-        "prompts": list(settings.prompt_pair), "negative_prompt": settings.negative_prompt,
-        "invert_steps": settings.invert_steps, "invert_lr": settings.invert_lr,
-        "height": int(images.shape[-2]), "width": int(images.shape[-1]),
-        "guidance_scale": settings.guidance_scale,
-        "num_inference_steps": settings.num_inference_steps, "seed": settings.seed,
-    })
-
-
 def invert(bundle, images: torch.Tensor, settings: Settings, store: Optional[FrameStore] = None,
            on_event: EventCallback = ignore_event,
            cancel: Optional[CancelToken] = None) -> InversionResult:
@@ -88,7 +65,7 @@ def invert(bundle, images: torch.Tensor, settings: Settings, store: Optional[Fra
     a cancelled run raises Cancelled and writes nothing to the store.
     """
     _check_images(images, bundle.vae_scale_factor)
-    key = inversion_key(bundle, images, settings)
+    key = inversion_key(engine_identity(bundle), images, settings)
     record = store.get(key) if store is not None else None
     if record is not None:
         conds = TextConditions(*(record.tensors[n].to(bundle.device, bundle.dtype) for n in NAMES))

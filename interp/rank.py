@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 
 from interp.errors import ModelUnavailable
+from interp.hashing import file_sha256
+from interp.models.hub import hub_offline
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +113,15 @@ class ClipScorer:
             scores = scores - img @ neg
         return [float(s) for s in scores.cpu()]
 
-    @staticmethod
-    def best(scores: Sequence[float]) -> int:
-        """Index of the highest score (the first one on ties)."""
-        if len(scores) == 0:
-            raise ValueError("scores must not be empty")
-        values = [float(s) for s in scores]
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"scores must be finite, got {values!r}")
-        return max(range(len(values)), key=values.__getitem__)
+
+def best(scores: Sequence[float]) -> int:
+    """Index of the highest score (the first one on ties): the candidate a render keeps."""
+    if len(scores) == 0:
+        raise ValueError("scores must not be empty")
+    values = [float(s) for s in scores]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"scores must be finite, got {values!r}")
+    return max(range(len(values)), key=values.__getitem__)
 
 
 def _check_prompts(positive: Any, negative: Any) -> None:
@@ -149,15 +151,6 @@ def register_configs() -> None:
             open_clip.add_model_config(CONFIG_DIR)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _state_sha256(model: torch.nn.Module) -> str:
     """sha256 hex digest of a state dict (names, dtypes, shapes, bytes)."""
     digest = hashlib.sha256()
@@ -166,14 +159,6 @@ def _state_sha256(model: torch.nn.Module) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def _hub_offline() -> bool:
-    """True when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set (now or when huggingface_hub was imported)."""
-    from huggingface_hub import constants
-
-    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return constants.HF_HUB_OFFLINE or any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
 
 
 def _cached_weights(tag_cfg: dict, cache_dir: str | None) -> str | None:
@@ -212,7 +197,7 @@ def _resolve(name: str, pretrained: str, cache_dir: str | None) -> tuple[str, di
     if not tag_cfg:
         tags = open_clip.list_pretrained_tags_by_model(name)
         raise ModelUnavailable(f"CLIP {name!r}: unknown pretrained tag {pretrained!r} (known: {tags})")
-    if _hub_offline() and _cached_weights(tag_cfg, cache_dir) is None:
+    if hub_offline() and _cached_weights(tag_cfg, cache_dir) is None:
         raise ModelUnavailable(f"CLIP {name!r} / {pretrained!r}: weights are not in the local cache and "
                                "HF_HUB_OFFLINE is set; download them once online or pass a local "
                                "weights file")

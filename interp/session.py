@@ -21,7 +21,7 @@ from interp.events import CancelToken, Done, FrameReady
 from interp.images import load_image, prepare_pair
 from interp.pose.keypoints import Pose, PoseUnavailable, interpolate_pose
 from interp.project import Project
-from interp.render import regenerate, select
+from interp.edits import regenerate, select
 from interp.settings import Export, FrameEdit, Settings
 
 log = logging.getLogger(__name__)
@@ -183,12 +183,10 @@ class Session:
 
     def _absorb(self, event: Any) -> None:
         if isinstance(event, FrameReady):
-            node = self.plan.nodes[event.index]
-            old = self.frames.get(event.index)
-            self.frames[event.index] = FrameView(event.index, node.position, node.level,
-                                                 tuple(event.images), event.scores, event.chosen,
-                                                 event.generated, old.seeds if old else (),
-                                                 node.ddim_index)
+            f = event.frame
+            self.frames[f.index] = FrameView(f.index, f.position, f.level, tuple(f.images),
+                                             f.scores, f.chosen, f.generated, tuple(f.seeds),
+                                             f.ddim_index)
         elif isinstance(event, Done):
             self.result = event.result
             if self._pacing is not None:

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 from pathlib import Path
 
 import pytest

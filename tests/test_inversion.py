@@ -8,8 +8,8 @@ from diffusers import DDIMScheduler
 from interp.scheduler import SD_DDIM
 from interp.errors import Cancelled
 from interp.events import CancelToken, StageProgress
-from interp.inversion import (augment, denoising_error, inversion_key, invert, prediction_target,
-                              prepare_conditions)
+from interp.inversion import augment, denoising_error, invert, prediction_target
+from interp.keys import engine_identity, inversion_key
 from interp.models.bundle import load_bundle
 from interp.settings import Settings
 from interp.store import FrameStore
@@ -97,14 +97,6 @@ def test_second_run_reuses_the_cached_result(bundle, images, learned):
             assert torch.equal(getattr(again.conds, name), getattr(learned["result"].conds, name))
 
 
-def test_prepare_conditions_plain_or_inverted(bundle, images, learned):
-    conds, rows = _unet_rows(bundle, lambda: prepare_conditions(bundle, images, LEARN, learned["store"]))
-    assert rows == 0 and torch.equal(conds.cond_b, learned["result"].conds.cond_b)
-    off = LEARN.replace(invert_steps=0)
-    plain, rows = _unet_rows(bundle, lambda: prepare_conditions(bundle, images, off, learned["store"]))
-    assert rows == 0 and torch.equal(plain.cond_a, plain_conditions(bundle, off).cond_a)
-
-
 CHANGES = {
     "steps": lambda s, im: (s.replace(invert_steps=3), im),
     "lr": lambda s, im: (s.replace(invert_lr=0.2), im),
@@ -151,7 +143,7 @@ def test_cancel_midway_writes_nothing_and_rerun_completes(bundle, images):
 
     with pytest.raises(Cancelled):
         invert(bundle, images, settings, store, on_event, token)
-    key = inversion_key(bundle, images, settings)
+    key = inversion_key(engine_identity(bundle), images, settings)
     assert [e.step for e in seen] == [1, 2, 3] and not store.contains(key)
     result, rows = _unet_rows(bundle, lambda: invert(bundle, images, settings, store, seen.append,
                                                      CancelToken()))

@@ -88,3 +88,43 @@ def test_pose_guidance_without_detector_weights_fails_with_a_named_error(bundle,
     from interp.pose.keypoints import PoseUnavailable
     with pytest.raises(PoseUnavailable, match="pose-a"):
         Interpolator(bundle).render(*photo_pair, SETTINGS)
+
+
+def _detect_only_on_photos(original_images):
+    """A detector stand-in: nobody in the original inputs, a person in anything else (the pre-pass)."""
+    originals = {im.tobytes() for im in original_images}
+
+    def fake(image, all_people=False, *, device="cpu"):
+        return Pose.empty(*image.size) if image.tobytes() in originals else _pose(0.0)
+    return fake
+
+
+def test_prepass_is_cached_and_a_repeated_pose_render_makes_no_model_call(bundle, photo_pair,
+                                                                          monkeypatch):
+    from interp.events import StageProgress
+    from interp.pose import detect
+    monkeypatch.setattr(detect, "detect_pose", _detect_only_on_photos(photo_pair_resized(photo_pair)))
+    engine, events = Interpolator(bundle, FrameStore()), []
+    first = engine.render(*photo_pair, SETTINGS, on_event=events.append)
+    prepass = [e for e in events if isinstance(e, StageProgress) and e.stage == "pose pre-pass"]
+    assert [e.step for e in prepass] == list(range(1, 31)) * 2     # 30 steps for A, then for B
+    assert first.counts["rows"]["unet"] > first.expected_counts["unet_rows"]   # the pre-pass ran
+    again = engine.render(*photo_pair, SETTINGS)
+    assert {k: n for k, n in again.counts["rows"].items() if n} == {}
+
+
+def test_cancel_during_the_prepass_stops_it_within_a_step(bundle, photo_pair, monkeypatch):
+    from interp.errors import Cancelled
+    from interp.events import CancelToken, StageProgress
+    from interp.pose import detect
+    monkeypatch.setattr(detect, "detect_pose", _detect_only_on_photos(photo_pair_resized(photo_pair)))
+    token, store = CancelToken(), FrameStore()
+
+    def cancel_at_step_3(event):
+        if isinstance(event, StageProgress) and event.stage == "pose pre-pass" and event.step == 3:
+            token.cancel()
+    before = bundle.counter.snapshot()["calls"]["unet"]
+    with pytest.raises(Cancelled):
+        Interpolator(bundle, store).render(*photo_pair, SETTINGS, on_event=cancel_at_step_3,
+                                           cancel=token)
+    assert bundle.counter.snapshot()["calls"]["unet"] - before == 3

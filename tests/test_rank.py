@@ -14,6 +14,7 @@ from PIL import Image
 
 from interp.errors import ModelUnavailable
 from interp.rank import (
+    best,
     DEFAULT_CLIP, PAPER_CLIP, TINY_CLIP_NAME, ClipScorer, build_tiny_clip, load_clip_scorer, save_clip,
 )
 
@@ -75,7 +76,7 @@ def test_scores_equal_direct_computation(tiny):
     got = tiny.score(images, POS, NEG)
     assert len(got) == 5
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5, rtol=0)
-    assert tiny.best(got) == int(np.argmax(expected.numpy()))
+    assert best(got) == int(np.argmax(expected.numpy()))
 
 
 def test_empty_negative_or_positive_drops_that_term(counted):
@@ -145,18 +146,18 @@ def test_text_cache_is_thread_safe(counted):
 
 
 def test_best_is_first_argmax():
-    assert ClipScorer.best([0.1, 0.3, 0.3, -1.0]) == 1
-    assert ClipScorer.best([-2.0]) == 0
+    assert best([0.1, 0.3, 0.3, -1.0]) == 1
+    assert best([-2.0]) == 0
     with pytest.raises(ValueError, match="empty"):
-        ClipScorer.best([])
+        best([])
     with pytest.raises(ValueError, match="finite"):
-        ClipScorer.best([0.0, float("nan")])
+        best([0.0, float("nan")])
 
 
 @hsettings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(-2, 2, allow_nan=False), min_size=1, max_size=12))
 def test_best_property(scores):
-    i = ClipScorer.best(scores)
+    i = best(scores)
     assert scores[i] == max(scores) and max(scores) not in scores[:i]
 
 

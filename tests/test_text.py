@@ -100,7 +100,8 @@ def test_encode_prompt_shape_and_warning(bundle, caplog):
 @pytest.mark.parametrize("prompt, prompt_b, negative, calls", [
     ("a cat", None, "", 2), ("a cat", "a cat", "a cat", 1), ("a cat", "a dog", "", 3),
     ("", None, "", 1)])
-def test_plain_conditions_encode_each_distinct_prompt_once(bundle, prompt, prompt_b, negative, calls):
+def test_plain_conditions_encode_each_distinct_prompt_once(prompt, prompt_b, negative, calls):
+    bundle = load_bundle("tiny-sd15", controlnet=None)     # fresh: nothing encoded yet
     before = _rows(bundle)
     c = plain_conditions(bundle, Settings(prompt=prompt, prompt_b=prompt_b, negative_prompt=negative))
     assert _rows(bundle) - before == calls
@@ -161,11 +162,14 @@ def test_partial_strength_blends_from_the_interpolated_condition(bundle, conds):
     assert torch.equal(cond, expected)
 
 
-def test_each_override_prompt_is_encoded_once(bundle, conds):
+def test_each_override_prompt_is_encoded_once_per_bundle(conds):
+    bundle = load_bundle("tiny-sd15", controlnet=None)     # fresh: nothing encoded yet
     before = _rows(bundle)
     edits = {i: FrameEdit(prompt="a green star", negative_prompt="dark") for i in (2, 5, 9)}
     edits[11] = FrameEdit(prompt="dark", keyframe=True)
     TextPath(bundle, conds, POSITIONS, edits)
+    assert _rows(bundle) - before == 2
+    TextPath(bundle, conds, POSITIONS, edits)                # a second render: nothing re-encoded
     assert _rows(bundle) - before == 2
 
 

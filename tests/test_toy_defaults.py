@@ -1,7 +1,6 @@
 """Running on the built-in toy model: its knob needs (64 px, guidance 3, ranking prompts), its own
 CLIP as the default scorer, and its shape examples in the app."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

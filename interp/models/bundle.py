@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ PRESETS = {  # preset -> (diffusers repo, its OpenPose ControlNet)
     "sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "lllyasviel/control_v11p_sd15_openpose"),
     "sd21": ("stabilityai/stable-diffusion-2-1-base", "thibaud/controlnet-sd21-openpose-diffusers"),
 }
+TEXT_CACHE_SIZE = 256  # distinct token sequences kept per bundle
 COUNTER_NAMES = ("unet", "controlnet", "vae_encode", "vae_decode", "text_encoder", "clip", "clip_text")
 
 
@@ -72,6 +74,9 @@ class ModelBundle:
     identity: str  # model ids + revision, or content hash; goes into frame keys
     counter: CallCounter = field(default_factory=CallCounter)
     name: str = ""  # the preset, id or path as requested
+    # Text encodings by token ids: the weights never change, so a prompt is encoded once.
+    _text_cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def make_scheduler(self, num_inference_steps: int) -> DDIMScheduler:
         """A fresh DDIM scheduler with its timesteps set (one per render: schedulers hold state)."""
@@ -91,11 +96,22 @@ class ModelBundle:
         return x.to(device=self.device, dtype=self.dtype)
 
     def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """CLIP text encoder's last hidden state [B, 77, d] for token ids [B, 77]."""
+        """CLIP text encoder's last hidden state [B, 77, d] for token ids [B, 77] (cached by ids)."""
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be [B, L]; got shape {tuple(input_ids.shape)}")
+        key = tuple(map(tuple, input_ids.tolist()))
+        with self._text_lock:
+            if key in self._text_cache:
+                self._text_cache.move_to_end(key)
+                return self._text_cache[key].clone()
         self.counter.add("text_encoder", input_ids.shape[0])
-        return self.text_encoder(input_ids.to(self.device))[0]
+        with torch.no_grad():
+            out = self.text_encoder(input_ids.to(self.device))[0]
+        with self._text_lock:
+            self._text_cache[key] = out
+            while len(self._text_cache) > TEXT_CACHE_SIZE:
+                self._text_cache.popitem(last=False)
+        return out.clone()
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Latents [B, 4, H/8, W/8] of images [B, 3, H, W] in [-1, 1]: posterior mean * scaling_factor.

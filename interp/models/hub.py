@@ -18,11 +18,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
 
 from interp.scheduler import ddim_config
 from interp.errors import ModelUnavailable
+from interp.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,12 @@ LOCAL = {"local_files_only": True}  # components always load from a local direct
 
 
 def hub_offline() -> bool:
-    """True when HF_HUB_OFFLINE is set, or the hub does not answer a TCP connect within 2 seconds."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    """True when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set (now or when huggingface_hub was
+    imported), or the hub does not answer a TCP connect within 2 seconds."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    if constants.HF_HUB_OFFLINE or any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags):
         return True
     return not _hub_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
 
@@ -126,21 +129,6 @@ def _looks_like_repo(model: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+", model) is not None and not model.startswith((".", "/"))
 
 
-@functools.lru_cache(maxsize=256)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, streamed; cached per process by (path, size, mtime)."""
-    st = path.stat()
-    return _file_sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
 def _loaded_files(folder: Path) -> list[Path]:
     files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".")]
     files = [f for f in files if not VARIANT.search(f.name)]
@@ -181,6 +169,9 @@ def _read_json(path: Path) -> dict | None:
 
 def load_diffusers(model: str, dtype: torch.dtype, what: str) -> dict:
     """VAE, UNet, text encoder, tokenizer and scheduler config of a diffusers repo id or directory."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
     root, identity = _locate(model, COMPONENTS, what)
     try:
         parts = {
@@ -202,8 +193,10 @@ def load_diffusers(model: str, dtype: torch.dtype, what: str) -> dict:
     return parts
 
 
-def load_controlnet(model: str, dtype: torch.dtype) -> tuple[ControlNetModel, str]:
+def load_controlnet(model: str, dtype: torch.dtype) -> tuple:
     """A ControlNet from a repo id or directory (its root or a controlnet/ subfolder), and its identity."""
+    from diffusers import ControlNetModel
+
     path = Path(model).expanduser()
     sub = "controlnet" if (path / "controlnet" / "config.json").is_file() else ""
     root, identity = _locate(model, (sub,), f"ControlNet {model}")

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 BODY_WEIGHTS_REPO = "lllyasviel/Annotators"
 BODY_WEIGHTS_FILE = "body_pose_model.pth"
+DETECTOR = f"controlnet_aux-openpose-body:{BODY_WEIGHTS_REPO}/{BODY_WEIGHTS_FILE}"  # in pose keys
 
 
 def _keypoint_to_pixels(kp: Any, width: int, height: int) -> tuple[float, float, float]:
@@ -114,11 +115,11 @@ def detect_pose(image: Image.Image, all_people: bool = False, *, device: str = "
 
 def detect_pose_cached(image: Image.Image, store: Any, all_people: bool = False, *,
                        device: str = "cpu") -> Pose:
-    """detect_pose through a store (get/put Records), keyed by content_hash(("pose", image, all_people))."""
-    from interp.hashing import content_hash
+    """detect_pose through a store (get/put Records), keyed by interp.keys.pose_key."""
+    from interp.keys import pose_key
     from interp.store import Record
 
-    key = content_hash(("pose", image, bool(all_people)))
+    key = pose_key(image, all_people, DETECTOR)
     record = store.get(key)
     if record is not None:
         try:

@@ -1,0 +1,125 @@
+"""Key completeness: every Settings and FrameEdit field either changes a cache key that a render
+reads (so an edit can never be answered by a stale frame) or is declared as not affecting pixels,
+and that declaration is checked too. The field lists come from the dataclasses, not from a list
+kept by hand: a new field fails here until it is given a changed value below."""
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+
+import numpy as np
+import pytest
+
+from interp.models.bundle import load_bundle
+from interp.pose.keypoints import Pose
+from interp.rank import build_tiny_clip
+from interp.render import Interpolator
+from interp.settings import Curve, FrameEdit, Settings
+from interp.store import FrameStore
+
+BASE = Settings(frames=9, num_inference_steps=6, size=64, candidates=2, prompt="a photo",
+                negative_prompt="blurry", rank_positive="sharp", rank_negative="smeared",
+                invert_steps=1, invert_lr=0.05, pose=True, seed=3)
+# Fields that only act in some configuration: the base they are changed from.
+CONTEXT = {"curve_alpha": {"curve": Curve.BETA}, "curve_beta": {"curve": Curve.BETA},
+           "curve_points": {"curve": Curve.CUSTOM, "curve_points": ((0.5, 0.4),)}}
+# Values that the generic rule below would get wrong (multiples of 64, valid fractions, ...).
+CHANGED = {"size": 128, "noise_min": 0.1, "noise_max": 0.8, "curve_points": ((0.5, 0.6),),
+           "prompt_b": "another photo", "frames": 7}
+# Settings fields that do not affect any frame's pixels (checked below, not trusted).
+NOT_PIXELS: frozenset = frozenset()
+
+
+class RecordingStore(FrameStore):
+    """A memory store that remembers every key a render looked up."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.seen: set = set()
+
+    def get(self, key):
+        self.seen.add(key)
+        return super().get(key)
+
+
+def _fake_detect(image, all_people=False, *, device="cpu"):
+    """A detector stand-in (no weights offline): one person, or two with all_people."""
+    people = [[[8.0 + k + 20 * p, 4.0 + 3 * k, 1.0] for k in range(18)] for p in range(1 + all_people)]
+    return Pose.from_json({"canvas_width": image.width, "canvas_height": image.height,
+                           "people": [{"pose_keypoints_2d": sum(p, [])} for p in people]})
+
+
+@pytest.fixture(scope="module")
+def engine():
+    bundle = load_bundle("tiny-sd15")
+    return Interpolator(bundle, FrameStore(None), build_tiny_clip(counter=bundle.counter))
+
+
+@pytest.fixture(autouse=True)
+def fake_detector(monkeypatch):
+    from interp.pose import detect
+    monkeypatch.setattr(detect, "detect_pose", _fake_detect)
+
+
+def _changed(name: str, value):
+    if name in CHANGED:
+        return CHANGED[name]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, Enum):
+        return next(m for m in type(value) if m != value)
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return round(value * 0.9, 6)
+    if isinstance(value, str):
+        return value + " more"
+    raise AssertionError(f"no changed value for Settings.{name}={value!r}: add one to CHANGED")
+
+
+def _keys(engine, photo_pair, settings, edits=None):
+    """Every key the render looked up, and its images, in a fresh store."""
+    engine.store = RecordingStore()
+    result = engine.render(*photo_pair, settings, edits)
+    return engine.store.seen, [np.asarray(im) for im in result.images]
+
+
+_BASES: dict = {}
+
+
+def _base_keys(engine, photo_pair, context: dict):
+    """_keys of the base settings in a context, rendered once per context."""
+    name = repr(sorted(context.items()))
+    if name not in _BASES:
+        _BASES[name] = _keys(engine, photo_pair, BASE.replace(**context))
+    return _BASES[name]
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Settings)])
+def test_every_settings_field_reaches_a_key(engine, photo_pair, name):
+    base = BASE.replace(**CONTEXT.get(name, {}))
+    changed = base.replace(**{name: _changed(name, getattr(base, name))})
+    keys, images = _base_keys(engine, photo_pair, CONTEXT.get(name, {}))
+    keys2, images2 = _keys(engine, photo_pair, changed)
+    if name in NOT_PIXELS:
+        assert keys == keys2 and all(np.array_equal(x, y) for x, y in zip(images, images2)), name
+    else:
+        assert keys != keys2, f"changing Settings.{name} reuses every cached result"
+
+
+EDIT = FrameEdit(prompt="a cat", negative_prompt="dark", strength=0.5, seed=11, noise=0.4,
+                 candidate=0)
+EDIT_CHANGES = {"prompt": "a dog", "negative_prompt": "grey", "strength": 0.8, "keyframe": True,
+                "seed": 12, "noise": 0.5, "candidate": 1}
+
+
+def test_every_frame_edit_field_changes_the_keys_of_that_frame_or_its_children(engine, photo_pair):
+    names = {f.name for f in dataclasses.fields(FrameEdit)}
+    missing = names - set(EDIT_CHANGES) - {"pose"}
+    assert not missing, f"FrameEdit fields without a changed value: {missing}"
+    base_keys, _ = _keys(engine, photo_pair, BASE, {4: EDIT})
+    pose = _fake_detect(photo_pair[0].resize((64, 64))).to_json()
+    pose["people"][0]["pose_keypoints_2d"][0] += 9.0      # the nose moves: not the interpolated pose
+    for name, value in {**EDIT_CHANGES, "pose": pose}.items():
+        keys, _ = _keys(engine, photo_pair, BASE, {4: EDIT.replace(**{name: value})})
+        assert keys != base_keys, f"changing FrameEdit.{name} reuses every cached result"
