@@ -50,15 +50,14 @@ def _cut_words(tokenizer, prompt: str, full: list, length: int) -> list[str]:
     return []
 
 
-def encode_prompt(bundle, prompt: str) -> tuple[torch.Tensor, list[str]]:
-    """The text encoder's last hidden state [1, 77, d] for a prompt ("" = unconditional), and cut words."""
+def encode_prompt(bundle, prompt: str, negative: bool = False) -> tuple[torch.Tensor, list[str]]:
+    """The condition tensor [1, L, d] of a prompt (interp.models.family), and the cut words.
+    `negative`: the prompt is a negative one (SDXL encodes an empty negative as zeros)."""
     ids, cut = tokenize(bundle.tokenizer, prompt)
     if cut:
         log.warning("prompt %r is longer than the text encoder's %d-token window; these words are "
                     "cut: %s", _short(prompt), int(bundle.tokenizer.model_max_length), " ".join(cut))
-    with torch.no_grad():
-        emb = bundle.encode_text(ids.to(bundle.device))
-    return emb, cut
+    return bundle.encode_prompt(prompt, negative), cut
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -90,8 +89,9 @@ class TextConditions:
 def plain_conditions(bundle, settings: Settings) -> TextConditions:
     """The plain prompt embeddings: settings.prompt_pair and settings.negative_prompt, no inversion."""
     prompt_a, prompt_b = settings.prompt_pair
-    emb = encode_prompts(bundle, [prompt_a, prompt_b, settings.negative_prompt])
-    return TextConditions(emb[prompt_a], emb[prompt_b], emb[settings.negative_prompt])
+    emb = encode_prompts(bundle, [prompt_a, prompt_b])
+    uncond = encode_prompt(bundle, settings.negative_prompt, negative=True)[0]
+    return TextConditions(emb[prompt_a], emb[prompt_b], uncond)
 
 
 def _between(p0: torch.Tensor, p1: torch.Tensor, weight: float) -> torch.Tensor:

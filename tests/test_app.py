@@ -287,14 +287,14 @@ def test_export_endpoint_applies_the_export_knobs(client, url, tmp_path):
 def test_even_pacing_respaces_the_last_render_and_reports_the_spread(client, url, tmp_path):
     from PIL import Image
     from interp import metrics
-    from interp.plan import respace
+    from helpers import evenly_paced
     with pytest.raises(Exception, match="Interpolate"):
         client.predict(api_name="/even_pacing")   # nothing rendered in this session yet
     _, first = render(client, seed=5, frames=9, candidates=1)
     with zipfile.ZipFile(fetch(url, first[5], tmp_path)) as archive:
         frames = [Image.open(archive.open(n)).convert("RGB") for n in sorted(archive.namelist())]
     before = [f["position"] for f in first[7]["frames"]]
-    expected = respace(before, metrics.adjacent_distances(frames, metrics.lab_distance))
+    expected = evenly_paced(before, metrics.adjacent_distances(frames, metrics.lab_distance))
     paced = client.predict(api_name="/even_pacing")
     assert paced[7]["settings"]["curve"] == "custom"
     assert [f["position"] for f in paced[7]["frames"]] == pytest.approx(expected.tolist(), abs=1e-6)

@@ -9,7 +9,7 @@ from PIL import Image
 from interp import metrics
 from interp.eval.harness import ALPHA_BLEND, SCHEMES, evaluate, folder_pairs, make_variants, toy_pairs
 from interp.pacing import respace_render
-from interp.plan import respace
+from helpers import evenly_paced
 from interp.render import Interpolator
 from interp.settings import Curve, Settings
 from interp.store import FrameStore
@@ -88,7 +88,7 @@ def test_respace_render_moves_frames_by_inverse_cumulative_distance(tiny, photo_
     settings = FAST.replace(prompt="a photo")
     result, report = respace_render(tiny, *photo_pair, settings, {}, metrics.pixel_distance)
     before = report["before"]
-    expected = respace(before["positions"], before["distances"])
+    expected = evenly_paced(before["positions"], before["distances"])
     np.testing.assert_allclose([f.position for f in result.frames], expected, atol=1e-9)
     assert result.settings.curve == Curve.CUSTOM
     after = metrics.adjacent_distances(result.images, metrics.pixel_distance)

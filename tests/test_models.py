@@ -49,7 +49,7 @@ def _inputs(bundle, batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(batch, 3, 64, 64, generator=g) * 2 - 1
     pose = torch.rand(batch, 3, 64, 64, generator=g)
-    text = bundle.encode_text(_ids(bundle, ["a red square"] * batch))
+    text = bundle.encode_prompt("a red square").expand(batch, -1, -1)
     return images, pose, text
 
 
@@ -109,7 +109,8 @@ def test_counts(bundles):
     snap = b.counter.snapshot()
     assert snap["calls"] == {"unet": 2, "controlnet": 1, "vae_encode": 1, "vae_decode": 1, "text_encoder": 1,
                              "clip": 0, "clip_text": 0}
-    assert snap["rows"] == {"unet": 4, "controlnet": 3, "vae_encode": 3, "vae_decode": 2, "text_encoder": 3,
+    # one distinct prompt: encoded once, then expanded to the batch
+    assert snap["rows"] == {"unet": 4, "controlnet": 3, "vae_encode": 3, "vae_decode": 2, "text_encoder": 1,
                             "clip": 0, "clip_text": 0}
     b.counter.reset()
     assert sum(b.counter.snapshot()["calls"].values()) == 0
@@ -153,13 +154,13 @@ def test_encode_is_posterior_mean_and_validates(bundles):
     torch.testing.assert_close(z, b.vae.encode(images).latent_dist.mean * 0.18215)
     with pytest.raises(ValueError, match="images"):
         b.encode_images(torch.zeros(1, 3, 60, 64))
-    with pytest.raises(ValueError, match="input_ids"):
-        b.encode_text(torch.zeros(77, dtype=torch.long))
+    with pytest.raises(TypeError, match="prompt"):
+        b.encode_prompt(["a list"])
 
 
 def test_gradients_flow_through_methods(bundles):
     b = bundles["tiny-sd15"]
-    emb = b.encode_text(_ids(b, ["x"])).detach().requires_grad_(True)
+    emb = b.encode_prompt("x").detach().requires_grad_(True)
     out = b.unet_forward(torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), 3, emb)
     out.square().mean().backward()
     assert emb.grad is not None and emb.grad.abs().sum() > 0
@@ -224,7 +225,7 @@ def test_offload_hooks_run_forward():
     enable_cpu_offload({"text_encoder": b.text_encoder, "unet": b.unet, "vae": b.vae,
                         "controlnet": b.controlnet}, torch.device("cpu"))
     assert hasattr(b.vae, "_hf_hook") and hasattr(b.unet, "_hf_hook")
-    torch.testing.assert_close(b.unet_forward(b.encode_images(images), 4, b.encode_text(_ids(b, ["a red square"]))),
+    torch.testing.assert_close(b.unet_forward(b.encode_images(images), 4, b.encode_prompt("a red square")),
                                before)
 
 
@@ -273,7 +274,7 @@ def _same_outputs(a, b):
     images, pose, text = _inputs(a, batch=1)
     za = a.encode_images(images)
     torch.testing.assert_close(za, b.encode_images(images))
-    torch.testing.assert_close(text, b.encode_text(_ids(b, ["a red square"])))
+    torch.testing.assert_close(text, b.encode_prompt("a red square"))
     torch.testing.assert_close(a.unet_forward(za, 11, text), b.unet_forward(za, 11, text))
 
 

@@ -37,7 +37,9 @@ def test_method_renders_inputs_at_ends_and_counts_match_analytic_minimum(bundle,
     assert result.frames[0].images[0].size == (64, 64)
     assert result.generated == [1, 2, 3]
     assert [len(f.images) for f in result.frames[1:-1]] == [2, 2, 2]
-    assert result.counts["rows"]["unet"] == result.expected_counts["unet_rows"]
+    # By hand: S = 10, noise 0.30 / 0.55 -> DDIM index 5 for the middle frame (6 steps) and 3 for
+    # frames 1 and 3 (4 steps each); 2 candidates x 2 (CFG) rows per step.
+    assert result.counts["rows"]["unet"] == 2 * 2 * (6 + 4 + 4) == result.expected_counts["unet_rows"]
     assert result.counts["rows"]["vae_decode"] == result.expected_counts["vae_decode_rows"] == 6
     assert result.counts["rows"]["vae_encode"] == 2
     # one batch per denoising step: calls = steps, not steps x candidates
@@ -106,7 +108,10 @@ def test_regenerating_middle_frame_redoes_it_and_its_14_descendants(cached, phot
     engine, first = cached
     result = engine.render(*photo_pair, CACHE, regenerate({}, 8, seed=99))
     assert result.generated == list(range(1, 16))
-    assert result.counts["rows"]["unet"] == result.expected_counts["unet_rows"]
+    # By hand: 4 levels at DDIM indices int(linspace(3, 5, 4)) = 5, 4, 3, 3 -> 6, 5, 4, 4 steps for
+    # 1, 2, 4 and 8 frames; 2 candidates, no CFG (guidance 1).
+    assert result.counts["rows"]["unet"] == 2 * (6 + 2 * 5 + 4 * 4 + 8 * 4)
+    assert result.expected_counts["unet_rows"] == result.counts["rows"]["unet"]
 
 
 def test_regenerating_finest_frame_redoes_only_that_frame(cached, photo_pair):

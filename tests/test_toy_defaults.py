@@ -8,7 +8,7 @@ import pytest
 
 from interp.cli.main import main
 from interp.models.startup import model_settings
-from interp.toy import RECOMMENDED, data
+from interp.toy import data
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY_EXAMPLES = ROOT / "assets" / "examples" / "toy"
@@ -44,8 +44,8 @@ def test_cli_render_on_toy_uses_its_knobs_and_its_own_clip(tmp_path, toy_bundle)
                  "--prompt", data.caption(example[0]), "--prompt-b", data.caption(example[1])]) == 0
     summary = json.loads((out / "summary.json").read_text())
     settings = summary["settings"]
-    assert settings["size"] == 64 and settings["guidance_scale"] == RECOMMENDED["guidance_scale"]
-    assert settings["rank_positive"] == data.CLEAN_CAPTION
+    assert settings["size"] == 64 and settings["guidance_scale"] == 3.0    # the toy's needs
+    assert settings["rank_positive"] == "a clean single shape"
     assert summary["model_calls"]["rows"]["clip"] == 2          # the middle frame's 2 candidates
     assert summary["frames"][1]["scores"] is not None
 

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from interp.models import hub
 from interp.models.tiny import TINY_ALIASES, TINY_SPECS, build_tiny, tiny_identity
 from interp.errors import ModelUnavailable
+from interp.models.family import SDXL, check_controlnet, encode, family_of, unet_inputs
 from interp.models.tokenizer import build_tokenizer
 from interp.scheduler import make_scheduler
 from interp.toy import TOY_DIR
@@ -28,7 +30,9 @@ log = logging.getLogger(__name__)
 PRESETS = {  # preset -> (diffusers repo, its OpenPose ControlNet)
     "sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "lllyasviel/control_v11p_sd15_openpose"),
     "sd21": ("stabilityai/stable-diffusion-2-1-base", "thibaud/controlnet-sd21-openpose-diffusers"),
+    "sdxl": ("stabilityai/stable-diffusion-xl-base-1.0", "xinsir/controlnet-openpose-sdxl-1.0"),
 }
+SDXL_FP16_VAE = "madebyollin/sdxl-vae-fp16-fix"  # SDXL's VAE overflows in float16; this one does not
 TEXT_CACHE_SIZE = 256  # distinct token sequences kept per bundle
 COUNTER_NAMES = ("unet", "controlnet", "vae_encode", "vae_decode", "text_encoder", "clip", "clip_text")
 
@@ -74,7 +78,9 @@ class ModelBundle:
     identity: str  # model ids + revision, or content hash; goes into frame keys
     counter: CallCounter = field(default_factory=CallCounter)
     name: str = ""  # the preset, id or path as requested
-    # Text encodings by token ids: the weights never change, so a prompt is encoded once.
+    text_encoder_2: Any = None  # SDXL: CLIPTextModelWithProjection (OpenCLIP bigG)
+    tokenizer_2: Any = None     # SDXL: its tokenizer (pads with "!")
+    # Condition tensors by prompt: the weights never change, so a prompt is encoded once.
     _text_cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -95,18 +101,29 @@ class ModelBundle:
     def _cast(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(device=self.device, dtype=self.dtype)
 
-    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """CLIP text encoder's last hidden state [B, 77, d] for token ids [B, 77] (cached by ids)."""
-        if input_ids.ndim != 2:
-            raise ValueError(f"input_ids must be [B, L]; got shape {tuple(input_ids.shape)}")
-        key = tuple(map(tuple, input_ids.tolist()))
+    @property
+    def family(self) -> str:
+        """"sd" (1.x / 2.x) or "sdxl" (interp.models.family)."""
+        return family_of(self.unet)
+
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        """The VAE's dtype: float32 when a float16 VAE asks to be upcast (SDXL's VAE overflows in fp16)."""
+        return next(self.vae.parameters()).dtype
+
+    def encode_prompt(self, prompt: str, negative: bool = False) -> torch.Tensor:
+        """The condition tensor [1, L, d] of a prompt (interp.models.family), cached: the weights
+        never change, so each distinct prompt is encoded once per bundle."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        zeros = negative and not prompt and self.family == SDXL   # as family.encode does
+        key = (prompt, zeros)
         with self._text_lock:
             if key in self._text_cache:
                 self._text_cache.move_to_end(key)
                 return self._text_cache[key].clone()
-        self.counter.add("text_encoder", input_ids.shape[0])
         with torch.no_grad():
-            out = self.text_encoder(input_ids.to(self.device))[0]
+            out = encode(self, prompt, negative).to(self.dtype)
         with self._text_lock:
             self._text_cache[key] = out
             while len(self._text_cache) > TEXT_CACHE_SIZE:
@@ -123,15 +140,16 @@ class ModelBundle:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % f or images.shape[3] % f:
             raise ValueError(f"images must be [B, 3, H, W] with H, W multiples of {f}; got {tuple(images.shape)}")
         self.counter.add("vae_encode", images.shape[0])
-        posterior = self.vae.encode(self._cast(images)).latent_dist
-        return posterior.mean * self.vae.config.scaling_factor
+        posterior = self.vae.encode(images.to(self.device, self.vae_dtype)).latent_dist
+        return (posterior.mean * self.vae.config.scaling_factor).to(self.dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Images [B, 3, H, W] in about [-1, 1] (not clamped) from latents scaled by scaling_factor."""
         if latents.ndim != 4:
             raise ValueError(f"latents must be [B, C, h, w]; got shape {tuple(latents.shape)}")
         self.counter.add("vae_decode", latents.shape[0])
-        return self.vae.decode(self._cast(latents) / self.vae.config.scaling_factor).sample
+        z = latents.to(self.device, self.vae_dtype) / self.vae.config.scaling_factor
+        return self.vae.decode(z).sample
 
     def unet_forward(
         self,
@@ -141,12 +159,16 @@ class ModelBundle:
         down_block_additional_residuals: list[torch.Tensor] | None = None,
         mid_block_additional_residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The UNet's prediction (epsilon or v) for noisy latents at `timestep`; counts rows = batch size."""
+        """The UNet's prediction (epsilon or v) for noisy latents at `timestep`; counts rows = batch size.
+
+        encoder_hidden_states: condition tensors [B, L, d] (interp.models.family)."""
         self.counter.add("unet", sample.shape[0])
+        inputs = unet_inputs(self, self._cast(encoder_hidden_states), sample)
         return self.unet(
             self._cast(sample),
             timestep,
-            encoder_hidden_states=self._cast(encoder_hidden_states),
+            encoder_hidden_states=inputs.encoder_hidden_states,
+            added_cond_kwargs=inputs.added_cond_kwargs,
             down_block_additional_residuals=down_block_additional_residuals,
             mid_block_additional_residual=mid_block_additional_residual,
             return_dict=False,
@@ -168,10 +190,12 @@ class ModelBundle:
         if scales.shape != (batch,):
             raise ValueError(f"scales must have shape ({batch},); got {tuple(scales.shape)}")
         self.counter.add("controlnet", batch)
+        inputs = unet_inputs(self, self._cast(encoder_hidden_states), sample)
         down, mid = self.controlnet(
             self._cast(sample),
             timestep,
-            encoder_hidden_states=self._cast(encoder_hidden_states),
+            encoder_hidden_states=inputs.encoder_hidden_states,
+            added_cond_kwargs=inputs.added_cond_kwargs,
             controlnet_cond=self._cast(controlnet_cond),
             conditioning_scale=1.0,
             return_dict=False,
@@ -214,8 +238,9 @@ def enable_cpu_offload(parts: dict, device: torch.device) -> None:
     from accelerate import cpu_offload_with_hook
 
     hook = None
-    for name in ("text_encoder", "unet", "vae"):
-        _, hook = cpu_offload_with_hook(parts[name], device, prev_module_hook=hook)
+    for name in ("text_encoder", "text_encoder_2", "unet", "vae"):
+        if parts.get(name) is not None:
+            _, hook = cpu_offload_with_hook(parts[name], device, prev_module_hook=hook)
     if parts.get("controlnet") is not None:
         cpu_offload_with_hook(parts["controlnet"], device)
 
@@ -247,17 +272,25 @@ def _canonical(model: str) -> str:
 
 def _load_tiny(name: str, controlnet: str | None, dtype: torch.dtype) -> dict:
     parts = build_tiny(name)
-    parts["tokenizer"] = build_tokenizer()
     parts["identity"] = tiny_identity(name)
     if controlnet is None:
         parts["controlnet"] = None
     elif controlnet != "auto":
-        parts["controlnet"], cn_id = hub.load_controlnet(controlnet, dtype)
-        parts["identity"] += f"+{cn_id}"
+        parts["controlnet"] = None
+        _attach_controlnet(parts, controlnet, dtype, required=True)
     return parts
 
 
 def _load_parts(model: str, controlnet: str | None, dtype: torch.dtype, config: str | None) -> dict:
+    parts = _load_networks(model, controlnet, dtype, config)
+    if parts.get("tokenizer") is None:
+        parts["tokenizer"] = build_tokenizer()
+    if parts.get("text_encoder_2") is not None:
+        _sdxl_parts(parts, dtype)
+    return parts
+
+
+def _load_networks(model: str, controlnet: str | None, dtype: torch.dtype, config: str | None) -> dict:
     if model in TINY_SPECS:
         return _load_tiny(model, controlnet, dtype)
     if model in PRESETS:
@@ -274,16 +307,37 @@ def _load_parts(model: str, controlnet: str | None, dtype: torch.dtype, config: 
     parts.pop("local_controlnet", None)
     parts["controlnet"] = None
     if cn is not None:
-        try:
-            parts["controlnet"], cn_id = hub.load_controlnet(cn, dtype)
-            parts["identity"] += f"+{cn_id}"
-        except ModelUnavailable as exc:
-            if controlnet != "auto":
-                raise
-            log.warning("going on without a ControlNet (pose control is off): %s", exc)
-    if parts.get("tokenizer") is None:
-        parts["tokenizer"] = build_tokenizer()
+        _attach_controlnet(parts, cn, dtype, required=controlnet != "auto")
     return parts
+
+
+def _attach_controlnet(parts: dict, name: str, dtype: torch.dtype, required: bool) -> None:
+    """Load ControlNet `name` of the model's family into parts; an optional one may be missing."""
+    try:
+        net, cn_id = hub.load_controlnet(name, dtype)
+        check_controlnet(parts["unet"], net, name)
+    except ModelUnavailable as exc:
+        if required:
+            raise
+        log.warning("going on without a ControlNet (pose control is off): %s", exc)
+        return
+    parts["controlnet"] = net
+    parts["identity"] += f"+{cn_id}"
+
+
+def _sdxl_parts(parts: dict, dtype: torch.dtype) -> None:
+    """SDXL: the second tokenizer, and a VAE that works in float16 (the fp16-fix VAE when it is
+    cached, else SDXL's own VAE kept in float32)."""
+    if parts.get("tokenizer_2") is None:
+        parts["tokenizer_2"] = build_tokenizer("!")
+    if dtype != torch.float16:
+        return
+    if hub.available_locally(SDXL_FP16_VAE):
+        parts["vae"], vae_id = hub.load_vae(SDXL_FP16_VAE, dtype)
+        parts["identity"] += f"+vae:{vae_id}"
+    elif parts["vae"].config.force_upcast:
+        log.info("SDXL's VAE runs in float32 (%s is not cached)", SDXL_FP16_VAE)
+        parts["vae_dtype"] = torch.float32
 
 
 def load_bundle(
@@ -314,9 +368,9 @@ def load_bundle(
     dt = resolve_dtype(dtype, dev)
     name = _canonical(model)
     parts = _load_parts(name, controlnet, dt, config)
-    for key in ("vae", "unet", "text_encoder", "controlnet"):
+    for key in ("vae", "unet", "text_encoder", "text_encoder_2", "controlnet"):
         if parts.get(key) is not None:
-            _place(parts[key], None if cpu_offload else dev, dt)
+            _place(parts[key], None if cpu_offload else dev, parts.get(f"{key}_dtype", dt))
     apply_memory_savers(parts, attention_slicing=attention_slicing, vae_tiling=vae_tiling)
     if cpu_offload:
         enable_cpu_offload(parts, dev)
@@ -324,7 +378,8 @@ def load_bundle(
     return ModelBundle(
         vae=parts["vae"], unet=parts["unet"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
         scheduler_config=parts["scheduler_config"], controlnet=parts["controlnet"], device=dev, dtype=dt,
-        identity=parts["identity"], name=model,
+        identity=parts["identity"], name=model, text_encoder_2=parts.get("text_encoder_2"),
+        tokenizer_2=parts.get("tokenizer_2"),
     )
 
 

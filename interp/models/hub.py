@@ -26,7 +26,7 @@ from interp.hashing import file_sha256
 log = logging.getLogger(__name__)
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
-COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
+COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
 WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 VARIANT = re.compile(r"\.(fp16|fp32|bf16|ema|non_ema|non-ema)\.")
 PROBE_SECONDS = 2.0
@@ -96,8 +96,8 @@ def fetch(repo: str, subfolders: tuple[str, ...], what: str) -> Path:
     """A local snapshot of hub `repo` with configs + weights of `subfolders` ("" = the root); safetensors first."""
     cfg = [f"{s}/*.json" if s else "*.json" for s in subfolders] + [f"{s}/*.txt" for s in subfolders if s]
     path = _snapshot(repo, cfg + _weight_patterns(subfolders, "safetensors"), what)
-    weighted = [s for s in subfolders if s not in ("tokenizer", "scheduler")]
-    missing = [s for s in weighted if _weights_missing(path / s)]
+    weighted = [s for s in subfolders if not s.startswith(("tokenizer", "scheduler"))]
+    missing = [s for s in weighted if (path / s).is_dir() and _weights_missing(path / s)]
     if missing and not hub_offline():
         path = _snapshot(repo, _weight_patterns(tuple(missing), "bin"), what)
     return path
@@ -168,20 +168,11 @@ def _read_json(path: Path) -> dict | None:
 
 
 def load_diffusers(model: str, dtype: torch.dtype, what: str) -> dict:
-    """VAE, UNet, text encoder, tokenizer and scheduler config of a diffusers repo id or directory."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
+    """VAE, UNet, text encoder(s), tokenizer(s) and scheduler config of a diffusers repo id or
+    directory (SDXL repos also have text_encoder_2 and tokenizer_2)."""
     root, identity = _locate(model, COMPONENTS, what)
     try:
-        parts = {
-            "vae": AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype, **LOCAL),
-            "unet": UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype, **LOCAL),
-            "text_encoder": CLIPTextModel.from_pretrained(root, subfolder="text_encoder", dtype=dtype, **LOCAL),
-            "tokenizer": CLIPTokenizer.from_pretrained(root, subfolder="tokenizer", **LOCAL)
-            if (root / "tokenizer").is_dir() else None,
-            "scheduler_config": ddim_config(_read_json(root / "scheduler" / "scheduler_config.json")),
-        }
+        parts = _components(root, dtype)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelUnavailable(
             f"model {what!r}: loading from {str(root)!r} failed ({type(exc).__name__}: {exc}); "
@@ -191,6 +182,42 @@ def load_diffusers(model: str, dtype: torch.dtype, what: str) -> dict:
     if (root / "controlnet" / "config.json").is_file():
         parts["local_controlnet"] = str(root / "controlnet")
     return parts
+
+
+def _components(root: Path, dtype: torch.dtype) -> dict:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    def tokenizer(sub: str):
+        return CLIPTokenizer.from_pretrained(root, subfolder=sub, **LOCAL) if (root / sub).is_dir() else None
+
+    parts = {
+        "vae": AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype, **LOCAL),
+        "unet": UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype, **LOCAL),
+        "text_encoder": CLIPTextModel.from_pretrained(root, subfolder="text_encoder", dtype=dtype, **LOCAL),
+        "tokenizer": tokenizer("tokenizer"),
+        "scheduler_config": ddim_config(_read_json(root / "scheduler" / "scheduler_config.json")),
+    }
+    if (root / "text_encoder_2").is_dir():
+        parts["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(
+            root, subfolder="text_encoder_2", dtype=dtype, **LOCAL)
+        parts["tokenizer_2"] = tokenizer("tokenizer_2")
+    return parts
+
+
+def load_vae(model: str, dtype: torch.dtype) -> tuple:
+    """A VAE from a repo id or directory (its root or a vae/ subfolder), and its identity."""
+    from diffusers import AutoencoderKL
+
+    path = Path(model).expanduser()
+    sub = "vae" if (path / "vae" / "config.json").is_file() else ""
+    root, identity = _locate(model, (sub,), f"VAE {model}")
+    try:
+        vae = AutoencoderKL.from_pretrained(root, subfolder=sub or None, torch_dtype=dtype, **LOCAL)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelUnavailable(f"VAE {model!r}: loading from {str(root)!r} failed "
+                               f"({type(exc).__name__}: {exc})") from exc
+    return vae, identity
 
 
 def load_controlnet(model: str, dtype: torch.dtype) -> tuple:

@@ -1,4 +1,4 @@
-"""Tiny random models shaped like Stable Diffusion 1.5 / 2.1, built from configs for tests (seconds on a CPU)."""
+"""Tiny random models shaped like Stable Diffusion 1.5 / 2.1 and SDXL, built from configs for tests (seconds on a CPU)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from interp.scheduler import SD_DDIM, ddim_config
 
@@ -56,23 +56,42 @@ TEXT = {
 }
 
 
+# SDXL's second text encoder (CLIPTextModelWithProjection), tiny: another width than the first, so
+# single-file loaders can tell them apart; 10 layers so the SDXL checkpoint detection key exists.
+TEXT_2 = {**TEXT, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 10,
+          "hidden_act": "gelu", "projection_dim": 64}
+TIME_DIM = 8  # SDXL's per-id time embedding (256 at full size)
+SDXL_UNET = {  # text_time conditioning: 6 time ids + the pooled projection of TEXT_2
+    "attention_head_dim": 8, "use_linear_projection": True,
+    "cross_attention_dim": TEXT["hidden_size"] + TEXT_2["hidden_size"],
+    "addition_embed_type": "text_time", "addition_time_embed_dim": TIME_DIM,
+    "projection_class_embeddings_input_dim": 6 * TIME_DIM + TEXT_2["projection_dim"],
+}
+
+
 @dataclass(frozen=True)
 class TinySpec:
-    """The configs of one tiny model: UNet overrides, and the scheduler's prediction type."""
+    """The configs of one tiny model: UNet overrides, the scheduler's prediction type, and for SDXL
+    the second text encoder and the VAE's scaling factor."""
 
     unet: dict
     prediction_type: str = "epsilon"
+    text_2: dict | None = None
+    vae_scaling: float | None = None
 
     def configs(self) -> dict:
         """All component configs as plain data (what the identity hashes)."""
-        return {
+        out = {
             "unet": {**UNET_COMMON, **self.unet},
-            "vae": VAE,
+            "vae": VAE if self.vae_scaling is None else {**VAE, "scaling_factor": self.vae_scaling},
             "text_encoder": TEXT,
             "controlnet_conditioning": CONDITIONING_CHANNELS,
             "scheduler": {**SD_DDIM, "prediction_type": self.prediction_type},
             "seed": TINY_SEED,
         }
+        if self.text_2 is not None:
+            out["text_encoder_2"] = self.text_2
+        return out
 
 
 TINY_SPECS = {
@@ -81,6 +100,7 @@ TINY_SPECS = {
     "tiny-sd21-v": TinySpec(
         unet={"attention_head_dim": (2, 4), "use_linear_projection": True}, prediction_type="v_prediction"
     ),
+    "tiny-sdxl": TinySpec(unet=SDXL_UNET, text_2=TEXT_2, vae_scaling=0.13025),
 }
 TINY_ALIASES = {"tiny": "tiny-sd15"}
 
@@ -111,12 +131,10 @@ def build_tiny(name: str) -> dict:
         controlnet = ControlNetModel.from_unet(
             unet, conditioning_embedding_out_channels=configs["controlnet_conditioning"]
         )
+        parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "controlnet": controlnet}
+        if "text_encoder_2" in configs:
+            parts["text_encoder_2"] = CLIPTextModelWithProjection(
+                CLIPTextConfig(**configs["text_encoder_2"]))
     _wake_zero_convs(controlnet, torch.Generator().manual_seed(TINY_SEED + 1))
-    scheduler_config = ddim_config(configs["scheduler"])
-    return {
-        "unet": unet,
-        "vae": vae,
-        "text_encoder": text_encoder,
-        "controlnet": controlnet,
-        "scheduler_config": scheduler_config,
-    }
+    parts["scheduler_config"] = ddim_config(configs["scheduler"])
+    return parts

@@ -56,9 +56,12 @@ def clip_vocab_and_merges(path: Path) -> tuple[dict[str, int], list[tuple[str, s
     return {tok: i for i, tok in enumerate(tokens)}, merges
 
 
-@functools.lru_cache(maxsize=1)
-def build_tokenizer() -> CLIPTokenizer:
-    """Stable Diffusion's CLIP tokenizer (49,408 tokens, bos 49406, eos = pad 49407, length 77), offline."""
+@functools.lru_cache(maxsize=2)
+def build_tokenizer(pad_token: str = EOS) -> CLIPTokenizer:
+    """Stable Diffusion's CLIP tokenizer (49,408 tokens, bos 49406, eos 49407, length 77), offline.
+
+    pad_token: EOS (49407) as SD 1.x and SDXL's first tokenizer; "!" (id 0) as OpenCLIP, i.e. SD 2.x's
+    tokenizer and SDXL's second one."""
     vocab, merges = clip_vocab_and_merges(bpe_path())
     return CLIPTokenizer(
         vocab=vocab,
@@ -66,6 +69,6 @@ def build_tokenizer() -> CLIPTokenizer:
         unk_token=EOS,
         bos_token=BOS,
         eos_token=EOS,
-        pad_token=EOS,
+        pad_token=pad_token,
         model_max_length=MODEL_MAX_LENGTH,
     )

@@ -45,7 +45,7 @@ def photo_prepass(bundle, image, store, on_event: EventCallback = ignore_event,
         z0 = bundle.encode_images(to_tensor([image]).to(bundle.device, bundle.dtype)).float()
         start = add_noise(scheduler, z0.cpu(), randn(z0.shape, gen, "cpu"), int(by_index(scheduler)[index]))
         guidance = Guidance(encode_prompt(bundle, PREPASS["prompt"])[0],
-                            encode_prompt(bundle, PREPASS["negative_prompt"])[0],
+                            encode_prompt(bundle, PREPASS["negative_prompt"], negative=True)[0],
                             PREPASS["guidance_scale"])
         z = denoise(bundle, scheduler, start, index, guidance, [gen], cancel=cancel,
                     on_step=lambda n, total: on_event(StageProgress("pose pre-pass", n, total)))
