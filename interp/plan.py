@@ -272,14 +272,17 @@ def make_plan(settings: Settings, timesteps: Optional[Sequence[int]] = None) -> 
 
 # ------------------------------------------------------------------------------------ re-spacing
 
-def respace(positions: Sequence[float], distances: Sequence[float]) -> np.ndarray:
+def respace(positions: Sequence[float], distances: Sequence[float],
+            count: Optional[int] = None) -> np.ndarray:
     """Positions that equalise adjacent perceptual distances (beyond the paper; IMPUS/DiffMorpher-style).
 
     The cumulative distance D_i to frame i is read as a piecewise-linear function of position; it is
-    inverted at equally spaced targets D_total * j / N. Zero distances are skipped (the inverse jumps over
-    them); the ends stay 0 and 1 and the result is strictly increasing. Feed it to positions_to_points.
+    inverted at equally spaced targets D_total * j / (count - 1), count = the number of positions wanted
+    (default: as many as given). Zero distances are skipped (the inverse jumps over them); the ends stay
+    0 and 1 and the result is strictly increasing. Feed it to positions_to_points.
     """
     p = _check_positions(positions)
+    count = len(p) if count is None else _check_count("count", count, 2)
     d = np.asarray(distances, dtype=np.float64).reshape(-1)
     if d.shape != (len(p) - 1,) or not np.all(np.isfinite(d)) or np.any(d < 0):
         raise ValueError(f"distances={np.asarray(distances).tolist()!r} is not allowed: expected "
@@ -287,8 +290,8 @@ def respace(positions: Sequence[float], distances: Sequence[float]) -> np.ndarra
     cum = np.concatenate([[0.0], np.cumsum(d)])
     total = cum[-1]
     if total <= 0:
-        return p.copy()
-    targets = total * np.arange(len(p)) / (len(p) - 1)
+        return np.linspace(0.0, 1.0, count) if count != len(p) else p.copy()
+    targets = total * np.arange(count) / (count - 1)
     seg = np.clip(np.searchsorted(cum, targets, side="right") - 1, 0, len(p) - 2)
     span = cum[seg + 1] - cum[seg]
     frac = np.clip((targets - cum[seg]) / np.where(span > 0, span, 1.0), 0.0, 1.0)

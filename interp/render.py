@@ -51,6 +51,38 @@ class FrameContext:
     warnings: list                    # messages for the user, collected during the render
 
 
+@dataclass
+class Job:
+    """One prepared render: its context, edits, the frames made so far, and how they are made."""
+    ctx: FrameContext
+    edits: dict
+    frames: dict                      # index -> FrameResult (the inputs from the start)
+    inversion_steps: int              # textual-inversion iterations run while preparing
+    latents: tuple                    # clean latents of both inputs
+
+    @property
+    def order(self) -> tuple:
+        """In-between frames in generation order (coarse to fine); a baseline makes all at once."""
+        plan = self.ctx.plan
+        return plan.order if self.ctx.settings.scheme == Scheme.METHOD else plan.order[:1]
+
+    def make(self, i: int) -> None:
+        """Make (or reuse) frame i of the method; for a baseline, its whole sequence."""
+        if self.ctx.settings.scheme == Scheme.METHOD:
+            self.frames[i] = make_frame(self.ctx, i, self.frames, self.edits.get(i, FrameEdit()))
+        else:
+            self.frames.update(baseline_frames(self.ctx, *self.latents))
+
+    def result(self, counts: dict) -> RenderResult:
+        """The RenderResult, whole, once every frame is made."""
+        ctx = self.ctx
+        ordered = tuple(self.frames[i] for i in range(len(ctx.plan.nodes)))
+        return RenderResult(
+            frames=ordered, plan=ctx.plan, settings=ctx.settings, edits=self.edits, counts=counts,
+            expected_counts=expected_counts(ordered, ctx.settings, self.inversion_steps),
+            warnings=tuple(ctx.warnings), inversion_steps=self.inversion_steps)
+
+
 class Interpolator:
     """Renders sequences over one loaded ModelBundle, a frame store and an optional CLIP scorer."""
 
@@ -71,8 +103,21 @@ class Interpolator:
                on_event: EventCallback = ignore_event,
                cancel: Optional[CancelToken] = None) -> RenderResult:
         """Generate (or reuse) every frame of the sequence, coarse to fine."""
-        edits = check_edits(edits or {}, settings.frames)
         start = self.bundle.counter.snapshot()
+        job = self.prepare(image_a, image_b, settings, edits, pose_a=pose_a, pose_b=pose_b,
+                           on_event=on_event, cancel=cancel)
+        for i in job.order:
+            job.make(i)
+        result = job.result(_delta(start, self.bundle.counter.snapshot()))
+        on_event(Done(result))
+        return result
+
+    def prepare(self, image_a, image_b, settings: Settings,
+                edits: Optional[Mapping[int, FrameEdit]] = None, *, pose_a=None, pose_b=None,
+                on_event: EventCallback = ignore_event,
+                cancel: Optional[CancelToken] = None) -> "Job":
+        """Everything before the first in-between frame: inputs, plan, text conditions, poses."""
+        edits = check_edits(edits or {}, settings.frames)
         # 1. Inputs at one size, and their clean latents (cached by content).
         a, b = prepare_pair(image_a, image_b, settings.size, settings.fit)
         z_a, z_b = self._endpoint_latents(a), self._endpoint_latents(b)
@@ -95,21 +140,7 @@ class Interpolator:
             controls=self._controls(a, b, settings, edits, positions, pose_a, pose_b, on_event,
                                     cancel),
             on_event=on_event, cancel=cancel, max_batch=self.max_batch, warnings=[])
-        # 4. Every in-between frame in generation order (the method), or a baseline scheme.
-        if settings.scheme == Scheme.METHOD:
-            for i in plan.order:
-                frames[i] = make_frame(ctx, i, frames, edits.get(i, FrameEdit()))
-        else:
-            frames.update(baseline_frames(ctx, z_a, z_b))
-        # 5. The result, whole.
-        ordered = tuple(frames[i] for i in range(last + 1))
-        result = RenderResult(
-            frames=ordered, plan=plan, settings=settings, edits=edits,
-            counts=_delta(start, self.bundle.counter.snapshot()),
-            expected_counts=expected_counts(ordered, settings, inverted),
-            warnings=tuple(ctx.warnings), inversion_steps=inverted)
-        on_event(Done(result))
-        return result
+        return Job(ctx, edits, frames, inverted, (z_a, z_b))
 
     # -- what a render prepares ----------------------------------------------------------------
     def _endpoint_latents(self, image) -> torch.Tensor:

@@ -260,3 +260,11 @@ def test_plan_rejects_misnumbered_nodes():
     node = FrameNode(1, 0.0, 0, None, None, None, None)
     with pytest.raises(ValueError, match=r"nodes\[0\]"):
         Plan((node,), 0)
+
+
+def test_respace_to_another_count_inverts_the_cumulative_distance():
+    # distances 1, 3 over positions 0, 0.5, 1: cumulative 0, 1, 4; 5 frames want 0, 1, 2, 3, 4
+    q = respace([0.0, 0.5, 1.0], [1.0, 3.0], count=5)
+    # by hand: D = 1 at 0.5; D = 2, 3 are 1/3 and 2/3 of the way from 0.5 to 1
+    assert q.tolist() == pytest.approx([0.0, 0.5, 0.5 + 0.5 / 3, 0.5 + 1.0 / 3, 1.0])
+    assert respace([0.0, 1.0], [0.0], count=3).tolist() == [0.0, 0.5, 1.0]
