@@ -108,7 +108,7 @@ class Interpolator:
                            on_event=on_event, cancel=cancel)
         for i in job.order:
             job.make(i)
-        result = job.result(_delta(start, self.bundle.counter.snapshot()))
+        result = job.result(self.bundle.counter.since(start))
         on_event(Done(result))
         return result
 
@@ -290,11 +290,6 @@ def baseline_frames(ctx: FrameContext, z_a: torch.Tensor, z_b: torch.Tensor) -> 
 
 
 # -- counts --------------------------------------------------------------------------------------------
-
-def _delta(before: dict, after: dict) -> dict:
-    return {kind: {name: after[kind].get(name, 0) - before[kind].get(name, 0)
-                   for name in after[kind]} for kind in after}
-
 
 def expected_counts(frames, settings: Settings, inversion_steps: int) -> dict:
     """Analytic minimum of UNet rows: sum over generated frames of K x (DDIM steps run) x CFG,

@@ -27,6 +27,8 @@ class FrameResult:
     ddim_index: Optional[int] = None
     timestep: Optional[int] = None
     parents: Optional[tuple] = None
+    segment: int = 0                   # in a timeline: the segment, and the index inside it
+    local: Optional[int] = None
 
     @property
     def image(self) -> Image.Image:
@@ -44,6 +46,7 @@ class FrameResult:
             "key": self.key, "candidates": len(self.images),
             "scores": list(self.scores) if self.scores is not None else None,
             "chosen": self.chosen, "generated": self.generated,
+            "segment": self.segment, "local": self.index if self.local is None else self.local,
         }
 
 

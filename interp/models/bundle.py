@@ -56,6 +56,12 @@ class CallCounter:
         with self._lock:
             return {"calls": dict(self.calls), "rows": dict(self.rows)}
 
+    def since(self, before: dict) -> dict:
+        """Counts made since the snapshot `before`: {"calls": {...}, "rows": {...}}."""
+        after = self.snapshot()
+        return {kind: {name: after[kind].get(name, 0) - before[kind].get(name, 0)
+                       for name in after[kind]} for kind in after}
+
     def reset(self) -> None:
         """Set every count to zero."""
         with self._lock:

@@ -1,0 +1,161 @@
+"""A keyframe timeline: a sequence through K >= 2 images.
+
+Each segment (keyframe i -> i + 1) is a two-image morph of the paper's method with its own frame
+count (or duration at the export fps), schedule curve, noise range and seed, defaulting to the run's
+Settings. A keyframe appears once in the sequence: segment s contributes its frames after its first
+keyframe; `loop` adds a segment from the last keyframe back to the first and drops that repeated
+first frame, so the sequence plays seamlessly when repeated. Two keyframes are exactly the two-image
+render: the same Settings, the same frame keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from PIL import Image
+
+from interp.pose.keypoints import Pose
+from interp.settings import Curve, NoiseShape, Settings
+
+# Settings fields a segment may override (None: the run's value).
+SEGMENT_FIELDS = ("frames", "curve", "curve_alpha", "curve_beta", "curve_points", "noise_min",
+                  "noise_max", "noise_shape", "seed")
+_ENUMS = {"curve": Curve, "noise_shape": NoiseShape}
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One image of the timeline with its optional prompt, negative prompt and pose."""
+    image: Image.Image
+    prompt: Optional[str] = None            # None: the run's prompt
+    negative_prompt: Optional[str] = None   # None: the run's negative prompt
+    pose: Optional[Pose] = None             # None: detected when pose guidance is on
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, Image.Image):
+            raise TypeError(f"Keyframe.image must be a PIL image, got {type(self.image).__name__}")
+        for name in ("prompt", "negative_prompt"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"Keyframe.{name} must be a string or None, got {value!r}")
+        if self.pose is not None and not isinstance(self.pose, Pose):
+            raise TypeError(f"Keyframe.pose must be a Pose or None, got {type(self.pose).__name__}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Overrides of one segment (keyframe i -> i + 1); every None means "as the run"."""
+    frames: Optional[int] = None            # frames including both keyframes (>= 3)
+    duration: Optional[float] = None        # seconds at the export fps (instead of frames)
+    curve: Optional[Curve] = None
+    curve_alpha: Optional[float] = None
+    curve_beta: Optional[float] = None
+    curve_points: Optional[tuple] = None
+    noise_min: Optional[float] = None
+    noise_max: Optional[float] = None
+    noise_shape: Optional[NoiseShape] = None
+    seed: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.frames is not None and self.duration is not None:
+            raise ValueError("a segment takes frames or duration, not both")
+        if self.duration is not None and not (isinstance(self.duration, (int, float))
+                                              and math.isfinite(self.duration) and self.duration > 0):
+            raise ValueError(f"duration={self.duration!r} is not allowed: expected seconds > 0")
+        for name, enum in _ENUMS.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, enum):
+                try:
+                    object.__setattr__(self, name, enum(value))
+                except ValueError:
+                    raise ValueError(f"{name}={value!r} is not one of "
+                                     f"{[e.value for e in enum]}") from None
+        if self.curve_points is not None:
+            object.__setattr__(self, "curve_points",
+                               tuple(tuple(float(v) for v in p) for p in self.curve_points))
+
+    def to_dict(self) -> dict:
+        """The fields that are set, JSON-ready."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = value.value if hasattr(value, "value") else (
+                    [list(p) for p in value] if f.name == "curve_points" else value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Segment":
+        if not isinstance(data, dict):
+            raise ValueError(f"a segment is an object of fields, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown segment field(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Keyframes, one Segment per segment (or none: all as the run), and the loop option."""
+    keyframes: tuple
+    segments: tuple = ()
+    loop: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keyframes", tuple(self.keyframes))
+        if len(self.keyframes) < 2:
+            raise ValueError(f"a timeline needs at least 2 keyframes, got {len(self.keyframes)}")
+        if not all(isinstance(k, Keyframe) for k in self.keyframes):
+            raise TypeError("keyframes must be Keyframe objects")
+        count = len(self.keyframes) - 1 + bool(self.loop)
+        segments = tuple(self.segments) or (Segment(),) * count
+        if len(segments) != count:
+            raise ValueError(f"{len(segments)} segment(s) given for {len(self.keyframes)} keyframes"
+                             f"{' with loop' if self.loop else ''}: expected {count}")
+        if not all(isinstance(s, Segment) for s in segments):
+            raise TypeError("segments must be Segment objects")
+        object.__setattr__(self, "segments", segments)
+
+    @property
+    def pairs(self) -> tuple:
+        """(start keyframe, end keyframe) of every segment; a loop's last one ends at keyframe 0."""
+        k = len(self.keyframes)
+        return tuple((s, (s + 1) % k) for s in range(len(self.segments)))
+
+    def replace(self, **changes: Any) -> "Timeline":
+        return dataclasses.replace(self, **changes)
+
+
+def two_image(image_a, image_b, settings: Settings, pose_a=None, pose_b=None) -> Timeline:
+    """The timeline of a two-image render: prompt B from settings.prompt_b (None: the run's)."""
+    return Timeline((Keyframe(image_a, pose=pose_a),
+                     Keyframe(image_b, prompt=settings.prompt_b, pose=pose_b)))
+
+
+def segment_frames(segment: Segment, settings: Settings, fps: float) -> int:
+    """A segment's frame count: its own, from its duration at `fps` (seconds between its keyframes
+    = (frames - 1) / fps), or the run's."""
+    if segment.frames is not None:
+        return segment.frames
+    if segment.duration is not None:
+        return max(3, round(segment.duration * fps) + 1)
+    return settings.frames
+
+
+def segment_settings(timeline: Timeline, settings: Settings, s: int, fps: float = 10.0) -> Settings:
+    """The Settings of segment s: the run's, with the segment's overrides and its keyframes' prompts.
+    Only fields whose value changes are replaced (two keyframes with no overrides: the run's own)."""
+    seg, (i, j) = timeline.segments[s], timeline.pairs[s]
+    start, end = timeline.keyframes[i], timeline.keyframes[j]
+    changes = {name: getattr(seg, name) for name in SEGMENT_FIELDS
+               if getattr(seg, name) is not None and name != "frames"}
+    changes["frames"] = segment_frames(seg, settings, fps)
+    prompt_a = start.prompt if start.prompt is not None else settings.prompt
+    prompt_b = end.prompt if end.prompt is not None else settings.prompt
+    if (prompt_a, prompt_b) != settings.prompt_pair:
+        changes.update(prompt=prompt_a, prompt_b=None if prompt_b == prompt_a else prompt_b)
+    changes = {k: v for k, v in changes.items() if getattr(settings, k) != v}
+    return settings.replace(**changes) if changes else settings
