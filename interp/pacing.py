@@ -7,6 +7,8 @@ the next render of the same inputs moves evenly. Shared by `python -m interp res
 """
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Mapping, Optional, Sequence
 
 from interp import metrics
@@ -83,3 +85,46 @@ def format_report(report: dict) -> str:
         lines.append("        distances " + " ".join(f"{d:.3f}" for d in step["distances"]))
     lines.append(f"reused frames: {report['reused']}  generated: {report['generated']}")
     return "\n".join(lines)
+
+
+# -- a whole timeline ------------------------------------------------------------------------------
+
+def timeline_pacing(result, distance: metrics.Distance = metrics.lab_distance) -> dict:
+    """pacing() of each segment of a TimelineResult, and of the whole sequence's adjacent distances."""
+    segments = [result_pacing(seg, distance) for seg in result.segments]
+    d = [x for seg in segments for x in seg["distances"]]
+    return {"segments": segments, "distances": d, **metrics.spread(d),
+            "smoothness": metrics.smoothness(d)}
+
+
+def allocate(lengths: Sequence[float], intervals: int, minimum: int = 2) -> list:
+    """Frame intervals per segment, `intervals` in all and at least `minimum` each, so that the
+    largest step (a segment's perceptual length / its intervals) is as small as it can be: each
+    interval goes, one at a time, to the segment whose steps are currently the longest."""
+    if intervals < minimum * len(lengths):
+        raise ValueError(f"{intervals} frame intervals cannot give {len(lengths)} segments "
+                         f"{minimum} each")
+    lengths = [max(float(x), 0.0) for x in lengths]
+    if not any(lengths):
+        lengths = [1.0] * len(lengths)
+    counts = [minimum] * len(lengths)
+    for _ in range(intervals - minimum * len(lengths)):
+        s = max(range(len(counts)), key=lambda k: (lengths[k] / counts[k], -k))
+        counts[s] += 1
+    return counts
+
+
+def respaced_timeline(timeline, measured: dict, keep_counts: bool = False):
+    """`timeline` with every segment's frames moved where the measured distances even out across
+    the whole sequence: frame budget moves to the segments that change most (keep_counts: each
+    segment keeps its frame count, its frames only move)."""
+    segs = measured["segments"]
+    counts = [len(s["positions"]) - 1 for s in segs]
+    if not keep_counts:
+        counts = allocate([sum(s["distances"]) for s in segs], sum(counts))
+    new = []
+    for seg, m, n in zip(timeline.segments, segs, counts):
+        points = positions_to_points(respace(m["positions"], m["distances"], count=n + 1))
+        new.append(dataclasses.replace(seg, frames=n + 1, duration=None, curve=Curve.CUSTOM,
+                                       curve_points=points))
+    return timeline.replace(segments=tuple(new))
