@@ -6,6 +6,7 @@ residuals with a per-sample scale, and processes all candidates of a frame (x2 f
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -125,11 +126,12 @@ def predict(bundle, x: torch.Tensor, timestep, guidance: Guidance,
 def denoise(bundle, scheduler, latents: torch.Tensor, start_index: int, guidance: Guidance,
             generators: Sequence[torch.Generator], eta: float = 0.0, stop_index: int = -1,
             control: Optional[Control] = None, on_step: Callable[[int, int], None] | None = None,
-            cancel: Optional[CancelToken] = None) -> torch.Tensor:
+            cancel: Optional[CancelToken] = None, injection=None) -> torch.Tensor:
     """DDIM from DDIM index `start_index` down to `stop_index` (-1 = clean latents), batched.
 
     Starts exactly at the noise level the latents were made at (no skipped steps). Each sample's
-    stochastic (eta > 0) noise comes from its own generator.
+    stochastic (eta > 0) noise comes from its own generator. `injection` (interp.attention): the
+    endpoints' self-attention joins the first steps' UNet calls.
     """
     if len(generators) != latents.shape[0]:
         raise ValueError(f"need one generator per sample: {len(generators)} for {latents.shape[0]}")
@@ -138,15 +140,51 @@ def denoise(bundle, scheduler, latents: torch.Tensor, start_index: int, guidance
         raise ValueError(f"start_index={start_index} must be in ({stop_index}, {len(timesteps)})")
     x = latents.float().to(bundle.device)
     total = start_index - stop_index
-    for n, index in enumerate(range(start_index, stop_index, -1)):
-        if cancel is not None:
-            cancel.check()
-        t = timesteps[index]
-        model_out = predict(bundle, x, t, guidance, control)
-        noise = None
-        if eta > 0:
-            noise = torch.cat([randn(x.shape[1:], g, x.device)[None] for g in generators])
-        x = scheduler.step(model_out, t, x, eta=eta, variance_noise=noise).prev_sample
-        if on_step is not None:
-            on_step(n + 1, total)
+    injected = injection.steps(total) if injection is not None else 0
+    with _installed(bundle, injection, injected) as state:
+        for n, index in enumerate(range(start_index, stop_index, -1)):
+            if cancel is not None:
+                cancel.check()
+            t = timesteps[index]
+            if n < injected:
+                model_out = _predict_with_endpoints(bundle, scheduler, state, x, t, guidance,
+                                                    control)
+            else:
+                model_out = predict(bundle, x, t, guidance, control)
+            noise = None
+            if eta > 0:
+                noise = torch.cat([randn(x.shape[1:], g, x.device)[None] for g in generators])
+            x = scheduler.step(model_out, t, x, eta=eta, variance_noise=noise).prev_sample
+            if on_step is not None:
+                on_step(n + 1, total)
     return x
+
+
+def _installed(bundle, injection, steps: int):
+    """interp.attention.installed when some steps are injected, else a context doing nothing."""
+    if not steps:
+        return contextlib.nullcontext(None)
+    from interp.attention import installed
+    return installed(bundle.unet, injection)
+
+
+def _predict_with_endpoints(bundle, scheduler, state, x: torch.Tensor, t, guidance: Guidance,
+                            control: Optional[Control]) -> torch.Tensor:
+    """One prediction of the frame rows, with the endpoint rows (noised to t) in the same call."""
+    inj, frames = state.injection, x.shape[0]
+    ends = add_noise(scheduler, inj.latents.to(x.device), inj.eps.expand(2, *inj.eps.shape[1:]).to(
+        x.device), int(t))
+    rows = Guidance(torch.cat([_expand(guidance.cond, frames), inj.cond.to(guidance.cond)]),
+                    torch.cat([_expand(guidance.uncond, frames), inj.uncond.to(guidance.uncond)]),
+                    guidance.guidance_scale)
+    both = None
+    if control is not None:
+        both = Control(torch.cat([_expand(control.images, frames), inj.control.images.to(
+                           control.images)]),
+                       torch.cat([_expand(control.scales, frames), inj.control.scales.to(
+                           control.scales)]))
+    state.frames = frames
+    try:
+        return predict(bundle, torch.cat([x, ends]), t, rows, both)[:frames]
+    finally:
+        state.frames = 0
