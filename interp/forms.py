@@ -51,9 +51,10 @@ def edit_from_form(prompt: Optional[str] = None, negative_prompt: Optional[str] 
                    noise: Any = None, pose: Any = None) -> FrameEdit:
     """A frame's override form -> FrameEdit: blank text, seed or pose and noise 0 mean "as the run"."""
     noise = None if _empty(noise) else _coerce("noise", noise, 0.0)
-    return FrameEdit(prompt=_blank_none(prompt), negative_prompt=_blank_none(negative_prompt),
+    return FrameEdit(prompt=_blank_none(prompt, "prompt"),
+                     negative_prompt=_blank_none(negative_prompt, "negative_prompt"),
                      strength=1.0 if _empty(strength) else _coerce("strength", strength, 1.0),
-                     keyframe=bool(keyframe),
+                     keyframe=_flag("keyframe", keyframe),
                      seed=None if _empty(seed) else _coerce("seed", seed, 0),
                      noise=None if noise == 0 else noise,
                      pose=None if _empty(pose) else Pose.from_json(pose).to_json())
@@ -63,8 +64,11 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _blank_none(value: Optional[str]) -> Optional[str]:
-    return None if _empty(value) else str(value)
+def _blank_none(value: Any, name: str = "prompt_b") -> Optional[str]:
+    """Text, or None when blank; ValueError naming the field for anything but text."""
+    if not (value is None or isinstance(value, str)):
+        raise ValueError(f"{name}={_short(value)} is not allowed: expected text")
+    return None if _empty(value) else value
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -76,7 +80,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         return _flag(name, value)
     if isinstance(default, str) and not hasattr(default, "value"):
-        return "" if value is None else str(value)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name}={_short(value)} is not allowed: expected text")
+        return value or ""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"{name} is empty: enter a value")
     if isinstance(default, (int, float)):

@@ -67,7 +67,9 @@ class Session:
         self.settings: Optional[Settings] = None  # of the last render
         self.edits: dict = {}
         self.export = Export()
-        self.result = None                        # RenderResult of the last complete render
+        self.result = None                        # RenderResult of the render shown (None: running)
+        self.done: Optional[tuple] = None         # (RenderResult, Project) of the last complete one
+        self._inputs: tuple = ()                  # images and poses the running render uses
         self.frames: dict = {}                    # index -> FrameView (also of a cancelled run)
         self.plan = None
         self.cancelled = False
@@ -179,6 +181,7 @@ class Session:
                                                        engine.bundle.scheduler_config).tolist())
         last = len(self.plan.nodes) - 1
         self.settings, self.result, self.cancelled = settings, None, False
+        self._inputs = (self.image_a, self.image_b, self.pose_a, self.pose_b)
         self.frames = {0: FrameView(0, 0.0, 0, (a,)), last: FrameView(last, 1.0, 0, (b,))}
 
     def _work(self, engine, settings: Settings, token: CancelToken, events: queue.Queue) -> None:
@@ -202,6 +205,7 @@ class Session:
                                                  node.ddim_index)
         elif isinstance(event, Done):
             self.result = event.result
+            self.done = (event.result, self._project_of(event.result))
             if self._pacing is not None:
                 self._note_pacing(event.result)
             self.frames = {f.index: FrameView(f.index, f.position, f.level, tuple(f.images),
@@ -268,20 +272,22 @@ class Session:
         return " · ".join(parts)
 
     def write_exports(self, export: Optional[Export] = None, model: Optional[str] = None) -> dict:
-        """MP4, GIF, frames ZIP and the project file of the last complete render, in a folder of
-        their own. Exports of a session run one at a time; each keeps the last KEEP_EXPORTS
+        """MP4, GIF, frames ZIP and the project file of the last complete render (also while a
+        new one runs), in a folder of their own. Exports of a session run one at a time; each keeps the last KEEP_EXPORTS
         folders (a file just returned may still be on its way to the browser)."""
         from interp.project import save_project
         from interp.video import export_all
         with self._exporting:
-            if self.result is None:
+            if self.done is None:
                 raise InputError("no complete sequence to export: press Interpolate first")
+            result, project = self.done
             self.export = export or self.export
             self._runs += 1
             out = self._folder() / f"run-{self._runs:04d}"
-            paths = export_all(self.result.images, out, self.export, stem="interpolation",
+            paths = export_all(result.images, out, self.export, stem="interpolation",
                                formats=("mp4", "gif", "zip"))
-            paths["project"] = save_project(self.project(model), out / "interpolation.interp.json")
+            project = dataclasses.replace(project, export=self.export, model=model)
+            paths["project"] = save_project(project, out / "interpolation.interp.json")
             for old in sorted(self._folder().glob("run-*"))[:-KEEP_EXPORTS]:
                 shutil.rmtree(old, ignore_errors=True)
             return paths
@@ -291,13 +297,13 @@ class Session:
             self._out_root = Path(tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{os.getpid()}-"))
         return self._out_root
 
-    def project(self, model: Optional[str] = None) -> Project:
-        """The session as a Project (inputs, settings, edits, seeds, poses, export)."""
-        if self.image_a is None or self.image_b is None or self.settings is None:
-            raise InputError("nothing to save yet: upload both images and press Interpolate")
-        seeds = {i: v.seeds for i, v in self.frames.items() if v.seeds}
-        return Project(self.image_a, self.image_b, self.settings, dict(self.edits), self.export,
-                       self.pose_a, self.pose_b, model, seeds)
+    def _project_of(self, result) -> Project:
+        """A finished render as a Project: the inputs and poses it used, its settings, edits and
+        seeds (the export knobs and model are filled in when it is written)."""
+        image_a, image_b, pose_a, pose_b = self._inputs
+        seeds = {f.index: tuple(f.seeds) for f in result.frames if f.seeds}
+        return Project(image_a, image_b, result.settings, dict(result.edits), self.export,
+                       pose_a, pose_b, None, seeds)
 
     def restore(self, project: Project) -> None:
         """Take inputs, settings, edits, poses and export knobs from a project."""
@@ -307,6 +313,7 @@ class Session:
         self.pose_a, self.pose_b = project.pose_a, project.pose_b
         self.settings, self.edits, self.export = project.settings, dict(project.edits), project.export
         self.result, self.frames, self.plan, self.cancelled = None, {}, None, False
+        self.done = None
 
     def close(self) -> None:
         """Cancel any render and delete exported files (idempotent; the session stays usable)."""

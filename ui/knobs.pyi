@@ -1,0 +1,152 @@
+"""The app's knobs: one widget per Settings / Export field, named after the field, grouped as the
+issue asks (frames and schedule, sampling, text inversion, pose, ranking, output). Choices come
+from the library's Enums; values go through interp.forms.settings_from_form.
+"""
+from __future__ import annotations
+
+from typing import Any, Union
+
+import gradio as gr
+from gradio.components.dataframe import DataframeData
+from gradio.data_classes import GradioRootModel
+
+from interp import limits
+from interp.settings import Curve, Fit, NoiseShape, Scheme
+
+CURVE_LABELS = {Curve.UNIFORM: "uniform", Curve.EASE_IN: "ease in", Curve.EASE_OUT: "ease out",
+                Curve.EASE_IN_OUT: "ease in-out", Curve.BETA: "Beta(α, β)",
+                Curve.CUSTOM: "custom points"}
+SCHEME_LABELS = {Scheme.METHOD: "noise → interpolate → denoise (the paper)",
+                 Scheme.INTERPOLATE_ONLY: "interpolate only (baseline)",
+                 Scheme.INTERPOLATE_DENOISE: "interpolate → denoise (baseline)",
+                 Scheme.DID: "denoise → interpolate → denoise (baseline)",
+                 Scheme.DID_INDEPENDENT: "DID, independent noise (baseline)"}
+
+
+class _AnyTable(GradioRootModel):
+    """A table as gr.Dataframe sends it, or any other value (interp.forms checks it)."""
+    root: Union[DataframeData, Any]
+
+from gradio.events import Dependency
+
+class PointsTable(gr.Dataframe):
+    """gr.Dataframe (same front end: a template component) whose API value reaches the handler
+    even when it is not a table, so interp.forms names curve_points and the fix; Gradio's own
+    check would refuse such a value with no message at all."""
+    is_template = True
+    data_model = _AnyTable
+
+    def api_info(self) -> dict:
+        schema = DataframeData.model_json_schema()   # the documented shape of the value
+        schema["additional_description"] = schema.pop("description", None)
+        return schema
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _choices(labels: dict) -> list:
+    return [(label, member.value) for member, label in labels.items()]
+
+
+def text_knobs(v: dict) -> dict:
+    chars = limits.current().prompt_chars
+    return {
+        "prompt": gr.Textbox(v["prompt"], label="Prompt A", lines=1, max_length=chars,
+                             placeholder="one prompt for the whole sequence (as the paper)"),
+        "prompt_b": gr.Textbox(v["prompt_b"], label="Prompt B", lines=1, max_length=chars,
+                               placeholder="empty: same as Prompt A"),
+        "negative_prompt": gr.Textbox(v["negative_prompt"], label="Negative prompt", lines=1,
+                                      max_length=chars),
+    }
+
+
+def schedule_knobs(v: dict) -> dict:
+    knobs = {
+        "frames": gr.Slider(3, limits.current().frames, v["frames"], step=1,
+                            label="Frames (A and B included)"),
+        "curve": gr.Dropdown(_choices(CURVE_LABELS), value=v["curve"], label="Schedule curve"),
+    }
+    with gr.Row():
+        knobs["curve_alpha"] = gr.Slider(0.1, 5.0, v["curve_alpha"], step=0.05, label="Beta α")
+        knobs["curve_beta"] = gr.Slider(0.1, 5.0, v["curve_beta"], step=0.05, label="Beta β")
+    knobs["curve_points"] = PointsTable(
+        v["curve_points"] or [[0.5, 0.5]], headers=["x", "y"], datatype=["number", "number"],
+        column_count=2, type="array",
+        label="Custom control points (x = share of frames, y = position)")
+    with gr.Row():
+        knobs["noise_min"] = gr.Slider(0.01, 0.99, v["noise_min"], step=0.01,
+                                       label="Noise at the finest level")
+        knobs["noise_max"] = gr.Slider(0.01, 0.99, v["noise_max"], step=0.01,
+                                       label="Noise at the coarsest level")
+    knobs["noise_shape"] = gr.Radio([s.value for s in NoiseShape], value=v["noise_shape"],
+                                    label="Noise shape across levels")
+    return knobs
+
+
+def sampling_knobs(v: dict) -> dict:
+    lim = limits.current()
+    return {
+        "scheme": gr.Dropdown(_choices(SCHEME_LABELS), value=v["scheme"], label="Scheme"),
+        "num_inference_steps": gr.Slider(2, lim.steps, v["num_inference_steps"], step=1,
+                                         label="DDIM steps S (full schedule)"),
+        "eta": gr.Slider(0.0, 1.0, v["eta"], step=0.01, label="DDIM eta"),
+        "guidance_scale": gr.Slider(0.0, 20.0, v["guidance_scale"], step=0.1,
+                                    label="Guidance scale"),
+        "seed": gr.Number(v["seed"], precision=0, minimum=0, label="Seed"),
+        "candidates": gr.Slider(0 if lim.paper_rule else 1, lim.candidates, v["candidates"],
+                                step=1, label="Candidates per frame (0 = paper: 8, 7, 6, … ≥ 3)"),
+    }
+
+
+def inversion_knobs(v: dict) -> dict:
+    return {
+        "invert_steps": gr.Slider(0, limits.current().invert_steps, v["invert_steps"], step=10,
+                                  label="Textual inversion steps (0 = off; paper 500)"),
+        "invert_lr": gr.Number(v["invert_lr"], label="Inversion learning rate", step=1e-5),
+    }
+
+
+def ranking_knobs(v: dict) -> dict:
+    return {
+        "rank_positive": gr.Textbox(v["rank_positive"], label="CLIP positive prompt",
+                                    placeholder="empty (with negative empty): no ranking"),
+        "rank_negative": gr.Textbox(v["rank_negative"], label="CLIP negative prompt"),
+    }
+
+
+def pose_knobs(v: dict, has_controlnet: bool) -> dict:
+    info = None if has_controlnet else "this model has no OpenPose ControlNet"
+    return {
+        "pose": gr.Checkbox(v["pose"] and has_controlnet, label="Pose guidance (ControlNet)",
+                            interactive=has_controlnet, info=info),
+        "pose_all_people": gr.Checkbox(v["pose_all_people"], label="All people (else largest)"),
+        "control_peak": gr.Slider(0.0, 5.0, v["control_peak"], step=0.05,
+                                  label="ControlNet scale at the middle frame"),
+        "controlnet_conditioning_scale": gr.Slider(0.0, 3.0, v["controlnet_conditioning_scale"],
+                                                   step=0.05, label="ControlNet global scale"),
+    }
+
+
+def output_knobs(v: dict) -> dict:
+    return {
+        "size": gr.Slider(64, limits.current().size, v["size"], step=64,
+                          label="Size (long side, pixels)"),
+        "fit": gr.Radio([f.value for f in Fit], value=v["fit"], label="Fit to size"),
+    }
+
+
+def export_knobs(e: dict) -> dict:
+    lim = limits.current()
+    with gr.Row():
+        knobs = {"fps": gr.Slider(1, lim.fps, e["fps"], step=1, label="Frames per second"),
+                 "pingpong": gr.Checkbox(e["pingpong"], label="Ping-pong")}
+    with gr.Row():
+        knobs["loop"] = gr.Number(e["loop"], precision=0, minimum=0, maximum=lim.gif_loop,
+                                  label="GIF loops (0 = ∞)")
+        for name, label in (("hold_first", "Hold first"), ("hold_last", "Hold last")):
+            knobs[name] = gr.Number(e[name], precision=0, minimum=0, maximum=lim.hold_frames,
+                                    label=label)
+    return knobs
