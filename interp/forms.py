@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional
 
 from interp import limits
 from interp.pose.keypoints import Pose
-from interp.settings import Export, FrameEdit, Settings
+from interp.settings import PRESETS, Export, FrameEdit, Settings
 
 FORM_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
 EXPORT_FIELDS = tuple(f.name for f in dataclasses.fields(Export))
@@ -24,6 +24,13 @@ def settings_from_form(values: Mapping[str, Any]) -> Settings:
         raise ValueError(f"unknown setting(s) {unknown}; known: {list(FORM_FIELDS)}")
     out = {name: _coerce(name, value, _SETTINGS_DEFAULTS[name]) for name, value in values.items()}
     return Settings.from_dict(out)
+
+
+def bounded_preset(name: str, **needs: Any) -> Settings:
+    """A preset with what the model needs, every bounded field cut to this server's limits."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={str(name)[:40]!r} is unknown; choose one of {sorted(PRESETS)}")
+    return Settings(**limits.current().clamp({**_SETTINGS_DEFAULTS, **PRESETS[name], **needs}))
 
 
 def form_from_settings(settings: Settings) -> dict:

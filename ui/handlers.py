@@ -12,16 +12,16 @@ from typing import Any, Optional
 import gradio as gr
 
 from ui.plot import plan_error, plan_svg
+from ui.sessions import Sessions
 from interp.errors import InputError, InterpError
 from interp.events import DenoiseStep, FrameReady, StageProgress
 from interp.plan import ddim_timesteps, make_plan
-from ui.sessions import Sessions
-from interp import limits
 from interp.project import load_project
 from interp.session import Session
-from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, edit_from_form, export_from_form,
-                          form_from_export, form_from_settings, settings_from_form)
-from interp.settings import PRESETS, Settings
+from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, bounded_preset, edit_from_form,
+                          export_from_form, form_from_export, form_from_settings,
+                          settings_from_form)
+from interp.settings import PRESETS
 from interp.text import cut_words
 from interp.video import FFmpegError
 from interp.models.startup import model_settings
@@ -121,10 +121,7 @@ class Studio:
     def apply_preset(self, name: str) -> list:
         """Knob values of a preset (only the knobs the preset sets change; what the model needs,
         e.g. the toy model's guidance, stays)."""
-        if name not in PRESETS:
-            raise gr.Error(f"preset={str(name)[:40]!r} is unknown: choose one of {sorted(PRESETS)}")
-        values = form_from_settings(Settings(**limits.current().clamp(
-            {**PRESETS[name], **self.needs})))
+        values = form_from_settings(bounded_preset(name, **self.needs))
         return [values[f] if f in PRESETS[name] and f not in self.needs else gr.skip()
                 for f in FORM_FIELDS]
 

@@ -16,7 +16,8 @@ from ui.knobs import (export_knobs, inversion_knobs, output_knobs, pose_knobs, r
 from ui.pose_editor import TARGETS, PoseSide, pose_editor
 from ui.sessions import Sessions
 from interp import limits
-from interp.forms import EXPORT_FIELDS, FORM_FIELDS, form_from_export, form_from_settings
+from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, bounded_preset, form_from_export,
+                          form_from_settings)
 from interp.session import remove_session_dirs
 from interp.settings import PRESETS, Export, Settings
 from interp.models.startup import model_settings
@@ -93,7 +94,7 @@ def build_demo(engine, note: Optional[str] = None, defaults: Optional[Settings] 
 
 def initial_settings(name: str, model: str) -> Settings:
     """A preset with what the model needs, within this server's limits (interp.limits)."""
-    return Settings(**limits.current().clamp({**PRESETS[name], **model_settings(model)}))
+    return bounded_preset(name, **model_settings(model))
 
 
 # -- layout ----------------------------------------------------------------------------------------
