@@ -120,6 +120,20 @@ def test_another_sessions_outputs_cannot_be_opened(raw):
     assert loaded.error.startswith("This project file cannot be used here")
 
 
+def test_a_loaded_projects_inputs_stay_usable_in_its_own_session_only(raw, tmp_path):
+    from interp.project import Project
+    data = Project(Image.new("RGB", (64, 64), (200, 0, 0)), Image.new("RGB", (64, 64), (0, 0, 200)),
+                   TINY).to_json()
+    path = tmp_path / "mine.interp.json"
+    path.write_text(json.dumps(data))
+    loaded = raw.call("load_project", "loader", file=raw.upload(path))
+    shown = [{**loaded.data[i], "meta": {"_type": "gradio.FileData"}} for i in (1, 2)]
+    again = raw.call("interpolate", "loader", image_a=shown[0], image_b=shown[1], **FAST)
+    assert not again.failed and again.data[1][0]["caption"] == "frame 0"
+    other = raw.call("interpolate", "stranger", image_a=shown[0], image_b=shown[1], **FAST)
+    assert other.error.startswith(REFUSED.format(w="A"))
+
+
 def httpx_get(url: str) -> bytes:
     import httpx
     return httpx.get(url, timeout=30).content

@@ -120,3 +120,15 @@ def test_invalid_limit_variables_stop_every_command(monkeypatch, capsys):
         assert main(["plan", "--frames", "5"]) == 2
         err = error_line(capsys)
         assert err.startswith("error: INTERP_MAX_FRAMES=") and words in err
+
+
+def test_a_corrupt_store_entry_is_recomputed(tmp_path, capsys, caplog):
+    store = tmp_path / "store"
+    args = ["render", A, B, *TINY, "--store", str(store)]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    key = json.loads((tmp_path / "one" / "summary.json").read_text())["frames"][1]["key"]
+    (store / key[:2] / key / "image_000.png").write_bytes(b"\x89PNG garbage")
+    assert main([*args, "--out", str(tmp_path / "two")]) == 0
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["generated"] == [1]
+    assert any(key in r.getMessage() for r in caplog.records if r.name == "interp.store")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,7 +35,8 @@ class Sessions:
     """Live sessions by Gradio session hash (closed when the tab goes), and the file rule."""
 
     def __init__(self) -> None:
-        self.live: dict = {}
+        # weak: a session lives in Gradio's state (which may drop it); this map only finds it
+        self.live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
         self.uploads: Any = frozenset()          # Gradio's set of uploaded paths (bind)
         self.examples: frozenset = frozenset()   # cached copies of the example images
@@ -66,7 +68,8 @@ class Sessions:
 
     def close_all(self) -> None:
         with self._lock:
-            sessions, self.live = list(self.live.values()), {}
+            sessions = list(self.live.values())
+            self.live.clear()
         for session in sessions:
             session.close()
 
