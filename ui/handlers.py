@@ -93,9 +93,9 @@ class Studio:
 
     RENDER_OUTPUTS = 9  # state, strip, status, video, mp4, gif, zip, project, details
 
-    def __init__(self, engine, sessions: Sessions) -> None:
+    def __init__(self, engine, sessions: Optional[Sessions] = None) -> None:
         self.engine = engine
-        self.sessions = sessions
+        self.sessions = sessions or Sessions()
         self.model = engine.bundle.identity
         self.needs = model_settings(engine.bundle.name)   # e.g. the toy model's size and guidance
 
