@@ -134,6 +134,28 @@ def test_a_loaded_projects_inputs_stay_usable_in_its_own_session_only(raw, tmp_p
     assert other.error.startswith(REFUSED.format(w="A"))
 
 
+def test_the_examples_as_the_browser_sends_them_are_read(raw):
+    dataset = next(c for c in raw.config["components"] if c["type"] == "dataset")
+    a, b = dataset["props"]["samples"][-1][:2]          # a pair the browser shows as an example
+    assert not raw.call("interpolate", "example", image_a=a, image_b=b, **FAST).failed
+
+
+def test_the_file_rule_itself(tmp_path):
+    from types import SimpleNamespace
+    from interp.session import Session
+    from ui.sessions import Sessions
+    rule, session = Sessions(), Session()
+    cached = "/tmp/gradio/abc/astronaut.jpg"
+    rule.bind(SimpleNamespace(upload_file_set=set()), [SimpleNamespace(temp_files={cached})])
+    assert rule.may_open(session, cached)                              # an example's copy
+    assert rule.may_open(session, str(EXAMPLES / "chelsea.jpg"))      # a repo example
+    link = tmp_path / "link.jpg"
+    link.symlink_to("/etc/hostname")
+    for path in (str(EXAMPLES / ".." / "README.md"), str(EXAMPLES), str(link), "/etc/shadow"):
+        assert not rule.may_open(session, path)
+    assert not rule.may_open(session, cached, examples=False)         # not a project file
+
+
 def httpx_get(url: str) -> bytes:
     import httpx
     return httpx.get(url, timeout=30).content
