@@ -25,13 +25,13 @@ class Limits:
     steps: int = 1000          # DDIM steps S: the models are trained on 1000 timesteps
     invert_steps: int = 1000   # textual inversion: twice the paper's 500 iterations
     hold_frames: int = 300     # extra copies of the first/last frame: 10 s at 30 fps
-    fps: int = 60              # video frame rate; browsers and players show no more
+    fps: int = 60              # video frame rate; a smooth morph needs no more
     gif_loop: int = 100        # GIF loop count (0 = forever); nobody counts past a hundred
     pose_canvas: int = 4096    # pose canvas side in pixels: 4x the largest working size
     prompt_chars: int = 2000   # per prompt; CLIP reads 77 tokens (~300 characters), the rest is cut
     curve_points: int = 129    # custom curve control points: one per frame at most
     edits: int = 127           # per-frame overrides: one per in-between frame at most
-    upload_mb: int = 50        # an uploaded file, a data: URL or a project file, in MB
+    upload_mb: int = 50        # an upload, data: URL or project file in MB (the upload limit so far)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

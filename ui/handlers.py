@@ -47,7 +47,8 @@ def user_error(exc: BaseException) -> gr.Error:
         return gr.Error(f"The server could not write the video and downloads ({cause}); the "
                         "frames are kept: try “Update video and downloads” later.")
     log.error("unexpected error", exc_info=exc)
-    return gr.Error(f"Unexpected error ({type(exc).__name__}: {exc}); see the server log.")
+    return gr.Error(f"Unexpected error ({type(exc).__name__}: {str(exc)[:200]}); see the server "
+                    "log.")
 
 
 def errors(fn):
@@ -225,9 +226,10 @@ class Studio:
     # -- frame panel -----------------------------------------------------------------------------
     def select_frame(self, session: Optional[Session], evt: gr.SelectData) -> Any:
         """Strip click -> frame number."""
-        if session is None or not session.frames:
+        frames = sorted(session.frames) if session is not None else []
+        if not isinstance(evt.index, int) or not 0 <= evt.index < len(frames):
             return gr.skip()
-        return sorted(session.frames)[evt.index]
+        return frames[evt.index]
 
     def show_frame(self, session: Optional[Session], frame: Any) -> tuple:
         """Candidates (with CLIP scores), details and the override form of one frame."""
