@@ -200,6 +200,7 @@ def write_frames_dir(frames: Sequence[Image.Image], directory: PathLike) -> list
     every new frame is written, so a failure leaves the folder as it was."""
     frames = check_frames(frames)
     directory = output_dir(directory)
+    _remove_orphans(directory)
     paths = [directory / name for name in frame_names(len(frames))]
     staged: list[Path] = []
     try:
@@ -325,8 +326,7 @@ def _named(exc: OSError, path: Path) -> OSError:
 def _atomic_path(path: Path) -> Iterator[Path]:
     """A temporary sibling (same suffix) that replaces `path` only when the block succeeds;
     on any failure the temporary file is removed and `path` keeps what it held."""
-    output_dir(path.parent)
-    _remove_orphans(path)
+    _remove_orphans(output_dir(path.parent))
     tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{path.suffix}")
     try:
         yield tmp
@@ -337,12 +337,13 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _remove_orphans(path: Path) -> None:
-    """Temporary siblings of `path` left by a process that no longer runs (killed mid-write)."""
-    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)-[0-9a-f]{{8}}\.partial"
-                         rf"{re.escape(path.suffix)}")
-    for entry in path.parent.iterdir():
-        match = pattern.fullmatch(entry.name)
+_PARTIAL = re.compile(r"\..+\.(\d+)-[0-9a-f]{8}\.partial(\.\w+)?")
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Temporary files in `folder` left by writers that no longer run (killed mid-write)."""
+    for entry in folder.iterdir():
+        match = _PARTIAL.fullmatch(entry.name)
         if match and not _alive(int(match.group(1))):
             entry.unlink(missing_ok=True)
 

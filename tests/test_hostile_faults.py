@@ -106,10 +106,13 @@ def test_temporary_files_of_killed_writers_are_removed(tmp_path):
     dead.wait()
     orphan = tmp_path / f".sequence.{dead.pid}-abcdef12.partial.mp4"
     live = tmp_path / f".sequence.{os.getppid()}-abcdef12.partial.mp4"
-    orphan.write_bytes(b"half a video")
-    live.write_bytes(b"another writer's file")
+    frame = tmp_path / "frames" / f".frame_0003.{dead.pid}-0badc0de.partial.png"
+    frame.parent.mkdir()
+    for path in (orphan, live, frame):
+        path.write_bytes(b"half a file")
     video.write_mp4(FRAMES, tmp_path / "sequence.mp4", Export())
-    assert not orphan.exists() and live.exists()
+    video.write_frames_dir(FRAMES, tmp_path / "frames")
+    assert not orphan.exists() and live.exists() and not frame.exists()
 
 
 def _render(argv: list) -> None:
