@@ -26,6 +26,7 @@ from interp.images import load_image, prepare_pair, shrink_to
 from interp.pose.keypoints import Pose, PoseUnavailable, interpolate_pose
 from interp.project import Project
 from interp.render import regenerate, select
+from interp.video import pid_alive
 from interp.settings import Export, FrameEdit, Settings
 
 log = logging.getLogger(__name__)
@@ -273,8 +274,9 @@ class Session:
 
     def write_exports(self, export: Optional[Export] = None, model: Optional[str] = None) -> dict:
         """MP4, GIF, frames ZIP and the project file of the last complete render (also while a
-        new one runs), in a folder of their own. Exports of a session run one at a time; each keeps the last KEEP_EXPORTS
-        folders (a file just returned may still be on its way to the browser)."""
+        new one runs), in a folder of their own. A session's exports run one at a time; each
+        keeps the last KEEP_EXPORTS folders (a file just returned may still be on its way to the
+        browser)."""
         from interp.project import save_project
         from interp.video import export_all
         with self._exporting:
@@ -336,23 +338,20 @@ def remove_session_dirs(root: Optional[Path] = None, own: bool = False,
         match = named.fullmatch(entry.name)
         if match:
             pid = int(match.group(1))
-            stale = (own and pid == os.getpid()) or (pid != os.getpid() and not _alive(pid))
+            stale = (own and pid == os.getpid()) or (pid != os.getpid() and not pid_alive(pid))
         else:
-            stale = time.time() - entry.stat().st_mtime > legacy_age_s
+            stale = time.time() - _mtime(entry) > legacy_age_s
         if stale and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def _mtime(path: Path) -> float:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return path.lstat().st_mtime
+    except FileNotFoundError:   # removed meanwhile (another process cleaning up)
+        return time.time()
 
 
 def _same_image(a, b) -> bool:

@@ -344,11 +344,12 @@ def _remove_orphans(folder: Path) -> None:
     """Temporary files in `folder` left by writers that no longer run (killed mid-write)."""
     for entry in folder.iterdir():
         match = _PARTIAL.fullmatch(entry.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             entry.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
