@@ -40,14 +40,14 @@ class Sessions:
         self._lock = threading.Lock()
         self.uploads: Any = frozenset()          # Gradio's set of uploaded paths (bind)
         self.examples: frozenset = frozenset()   # cached copies of the example images
-        self.widgets: tuple = ()
+        self.widgets: dict = {}                  # "a"/"b" -> its image widget
 
     def bind(self, demo, image_widgets) -> None:
         """After the layout is built: Gradio's upload set, and the example copies gr.Examples
         put in the image widgets' temp files (before anything else can be shown there)."""
         self.uploads = demo.upload_file_set
-        self.widgets = tuple(image_widgets)
-        self.examples = frozenset(p for w in self.widgets for p in w.temp_files)
+        self.widgets = dict(zip("ab", image_widgets))
+        self.examples = frozenset(p for w in self.widgets.values() for p in w.temp_files)
 
     # -- life of a session ---------------------------------------------------------------------
     def get(self, session: Optional[Session], request: Any = None) -> Session:
@@ -104,8 +104,9 @@ class Sessions:
             return None
         if isinstance(path, str) and self.may_open(session, path):
             return path
-        if isinstance(path, str) and getattr(session, f"image_{which}") is not None and any(
-                path in w.temp_files for w in self.widgets):
+        widget = self.widgets.get(which)
+        if (isinstance(path, str) and getattr(session, f"image_{which}") is not None
+                and widget is not None and path in widget.temp_files):
             return KEEP   # an image the server showed in this widget (a loaded project's input)
         raise InputError(REFUSED.format(which=which.upper()))
 
