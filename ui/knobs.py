@@ -4,12 +4,9 @@ from the library's Enums; values go through interp.forms.settings_from_form.
 """
 from __future__ import annotations
 
-from typing import Any, Union
-
 import gradio as gr
-from gradio.components.dataframe import DataframeData
-from gradio.data_classes import GradioRootModel
 
+from ui.points import PointsTable
 from interp import limits
 from interp.settings import Curve, Fit, NoiseShape, Scheme
 
@@ -21,24 +18,6 @@ SCHEME_LABELS = {Scheme.METHOD: "noise → interpolate → denoise (the paper)",
                  Scheme.INTERPOLATE_DENOISE: "interpolate → denoise (baseline)",
                  Scheme.DID: "denoise → interpolate → denoise (baseline)",
                  Scheme.DID_INDEPENDENT: "DID, independent noise (baseline)"}
-
-
-class _AnyTable(GradioRootModel):
-    """A table as gr.Dataframe sends it, or any other value (interp.forms checks it)."""
-    root: Union[DataframeData, Any]
-
-
-class PointsTable(gr.Dataframe):
-    """gr.Dataframe (same front end: a template component) whose API value reaches the handler
-    even when it is not a table, so interp.forms names curve_points and the fix; Gradio's own
-    check would refuse such a value with no message at all."""
-    is_template = True
-    data_model = _AnyTable
-
-    def api_info(self) -> dict:
-        schema = DataframeData.model_json_schema()   # the documented shape of the value
-        schema["additional_description"] = schema.pop("description", None)
-        return schema
 
 
 def _choices(labels: dict) -> list:
