@@ -27,7 +27,7 @@ PHOTO_PAIRS = [("astronaut.jpg", "chelsea.jpg"), ("coffee.jpg", "rocket.jpg"),
                ("chelsea.jpg", "coffee.jpg")]
 GPU_QUEUE = dict(concurrency_id="gpu", concurrency_limit=1)
 QUEUE_SIZE = 64               # events waiting at once; more are refused ("queue is full")
-SESSION_TTL_S = 6 * 3600      # a session with no event for this long is deleted
+SESSION_TTL_S = 6 * 3600      # a session state not written for this long is deleted
 LIGHT = dict(concurrency_limit=None, show_progress="hidden")
 CSS = """
 #interp-banner { border-left: 4px solid #f59e0b; background: #f59e0b1a; padding: 6px 12px;
@@ -51,15 +51,15 @@ def header_markdown(bundle) -> str:
 def build_demo(engine, note: Optional[str] = None, defaults: Optional[Settings] = None,
                export: Optional[Export] = None) -> gr.Blocks:
     """The whole UI over one Interpolator (its bundle, frame store and CLIP scorer)."""
-    remove_session_dirs()                            # left by processes that no longer run
-    atexit.register(remove_session_dirs, own=True)   # this process's, when it exits
+    _session_dirs_cleaned()
     sessions = Sessions()
     studio, poses = Studio(engine, sessions), PoseSide(engine.store, sessions)
     v = form_from_settings(defaults or initial_settings("draft", engine.bundle.name))
     ui = SimpleNamespace(knobs={})
     with gr.Blocks(title="interp studio", analytics_enabled=False) as demo:
-        # a session's files go when Gradio deletes its state (tab closed for an hour, or no
-        # event for SESSION_TTL_S: API calls without a heartbeat) or when the tab goes (unload)
+        # a session's files go when its tab goes (unload) and when Gradio deletes its state: an
+        # hour after the tab closed, or SESSION_TTL_S after an event last wrote it (API calls
+        # without a heartbeat never close)
         ui.state = gr.State(None, time_to_live=SESSION_TTL_S,
                             delete_callback=lambda s: s.close() if s is not None else None)
         gr.Markdown(header_markdown(engine.bundle), elem_id="interp-header")
@@ -90,6 +90,12 @@ def build_demo(engine, note: Optional[str] = None, defaults: Optional[Settings] 
     sessions.bind(demo, (ui.image_a, ui.image_b))
     demo.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)
     return demo
+
+
+def _session_dirs_cleaned() -> None:
+    """Session folders left by processes that no longer run go now, this process's at exit."""
+    remove_session_dirs()
+    atexit.register(remove_session_dirs, own=True)
 
 
 def initial_settings(name: str, model: str) -> Settings:
