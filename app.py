@@ -4,7 +4,8 @@
                   [--host 127.0.0.1] [--port 7860] [--share]
 
 The model is loaded once before serving; GPU work runs through one queue (concurrency 1); each
-browser tab keeps its own session. The layout is ui.layout, the handlers ui.handlers.
+browser tab keeps its own session. The layout is ui.layout, the handlers ui.handlers. Bounds on
+every number come from interp.limits (INTERP_MAX_* variables lower them).
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import argparse
 import logging
 import os
 
-from interp.models.startup import add_store_flags, model_settings
-from interp.settings import PRESETS, preset
-from ui.layout import build_demo, launch_options
+from interp import limits
+from interp.models.startup import add_store_flags
+from interp.settings import PRESETS
+from ui.layout import build_demo, initial_settings, launch_options
 
 log = logging.getLogger("interp.app")
 
@@ -65,12 +67,25 @@ def load_engine(args: argparse.Namespace) -> tuple:
     return Interpolator(bundle, store, scorer), "  \n".join(n for n in notes if n) or None
 
 
+def check_start(args: argparse.Namespace) -> None:
+    """Refuse to start on an invalid INTERP_MAX_* variable or store flag; log the bounds."""
+    from interp.cli.flags import check_outputs
+    from interp.cli.main import one_line
+    try:
+        bounds = limits.describe()
+        check_outputs(None, args)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"error: {one_line(exc)}") from None
+    log.info("limits: %s", ", ".join(f"{var}={value}" for var, value, _ in bounds))
+
+
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    check_start(args)
     engine, note = load_engine(args)
     name = args.preset or ("balanced" if engine.bundle.device.type == "cuda" else "draft")
-    demo = build_demo(engine, note, preset(name, **model_settings(engine.bundle.name)))
+    demo = build_demo(engine, note, initial_settings(name, engine.bundle.name))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                 **launch_options())
 

@@ -3,13 +3,18 @@ Settings field names that the CLI flags and the project file use too."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, Optional
 
+from interp import limits
 from interp.pose.keypoints import Pose
-from interp.settings import Export, FrameEdit, Settings
+from interp.settings import PRESETS, Export, FrameEdit, Settings
 
 FORM_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
 EXPORT_FIELDS = tuple(f.name for f in dataclasses.fields(Export))
+# field defaults give each widget value its type (no Settings() built: the bounds may be lowered)
+_SETTINGS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+_EXPORT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Export)}
 
 
 def settings_from_form(values: Mapping[str, Any]) -> Settings:
@@ -17,9 +22,15 @@ def settings_from_form(values: Mapping[str, Any]) -> Settings:
     unknown = sorted(set(values) - set(FORM_FIELDS))
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; known: {list(FORM_FIELDS)}")
-    defaults = Settings()
-    out = {name: _coerce(name, value, getattr(defaults, name)) for name, value in values.items()}
+    out = {name: _coerce(name, value, _SETTINGS_DEFAULTS[name]) for name, value in values.items()}
     return Settings.from_dict(out)
+
+
+def bounded_preset(name: str, **needs: Any) -> Settings:
+    """A preset with what the model needs, every bounded field cut to this server's limits."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={str(name)[:40]!r} is unknown; choose one of {sorted(PRESETS)}")
+    return Settings(**limits.current().clamp({**_SETTINGS_DEFAULTS, **PRESETS[name], **needs}))
 
 
 def form_from_settings(settings: Settings) -> dict:
@@ -35,8 +46,7 @@ def export_from_form(values: Mapping[str, Any]) -> Export:
     unknown = sorted(set(values) - set(EXPORT_FIELDS))
     if unknown:
         raise ValueError(f"unknown export setting(s) {unknown}; known: {list(EXPORT_FIELDS)}")
-    defaults = Export()
-    return Export(**{k: _coerce(k, v, getattr(defaults, k)) for k, v in values.items()})
+    return Export(**{k: _coerce(k, v, _EXPORT_DEFAULTS[k]) for k, v in values.items()})
 
 
 def form_from_export(export: Export) -> dict:
@@ -47,11 +57,13 @@ def edit_from_form(prompt: Optional[str] = None, negative_prompt: Optional[str] 
                    strength: float = 1.0, keyframe: bool = False, seed: Any = None,
                    noise: Any = None, pose: Any = None) -> FrameEdit:
     """A frame's override form -> FrameEdit: blank text, seed or pose and noise 0 mean "as the run"."""
-    return FrameEdit(prompt=_blank_none(prompt), negative_prompt=_blank_none(negative_prompt),
-                     strength=float(1.0 if strength is None else strength),
-                     keyframe=bool(keyframe),
+    noise = None if _empty(noise) else _coerce("noise", noise, 0.0)
+    return FrameEdit(prompt=_blank_none(prompt, "prompt"),
+                     negative_prompt=_blank_none(negative_prompt, "negative_prompt"),
+                     strength=1.0 if _empty(strength) else _coerce("strength", strength, 1.0),
+                     keyframe=_flag("keyframe", keyframe),
                      seed=None if _empty(seed) else _coerce("seed", seed, 0),
-                     noise=None if _empty(noise) or float(noise) == 0 else float(noise),
+                     noise=None if noise == 0 else noise,
                      pose=None if _empty(pose) else Pose.from_json(pose).to_json())
 
 
@@ -59,8 +71,11 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _blank_none(value: Optional[str]) -> Optional[str]:
-    return None if _empty(value) else str(value)
+def _blank_none(value: Any, name: str = "prompt_b") -> Optional[str]:
+    """Text, or None when blank; ValueError naming the field for anything but text."""
+    if not (value is None or isinstance(value, str)):
+        raise ValueError(f"{name}={_short(value)} is not allowed: expected text")
+    return None if _empty(value) else value
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -70,19 +85,44 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if name == "curve_points":
         return _points(value)
     if isinstance(default, bool):
-        return bool(value)
+        return _flag(name, value)
     if isinstance(default, str) and not hasattr(default, "value"):
-        return "" if value is None else str(value)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name}={_short(value)} is not allowed: expected text")
+        return value or ""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"{name} is empty: enter a value")
-    if isinstance(default, int):
-        number = float(value)
-        if not number.is_integer():
-            raise ValueError(f"{name}={value!r} is not allowed: expected a whole number")
-        return int(number)
-    if isinstance(default, float):
-        return float(value)
+    if isinstance(default, (int, float)):
+        return _number(name, value, whole=isinstance(default, int))
     return value.value if hasattr(value, "value") and not isinstance(value, str) else value
+
+
+def _number(name: str, value: Any, whole: bool) -> Any:
+    """A widget's number (or numeric text) as int or float; ValueError naming the field."""
+    kind = "a whole number" if whole else "a number"
+    if whole and isinstance(value, int):
+        return int(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name}={_short(value)} is not a number: enter {kind}") from None
+    if not math.isfinite(number) or (whole and not number.is_integer()):
+        raise ValueError(f"{name}={_short(value)} is not allowed: expected {kind}")
+    return int(number) if whole else number
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A checkbox value: a bool, 0/1 or the text true/false."""
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{name}={_short(value)} is not allowed: expected true or false")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _points(value: Any) -> tuple:
@@ -93,9 +133,15 @@ def _points(value: Any) -> tuple:
         value = value.get("data", [])
     if hasattr(value, "columns") and hasattr(value, "values"):  # a pandas DataFrame
         value = value.values.tolist()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(r, (list, tuple)) for r in value):
+        raise ValueError(f"curve_points={_short(value)} is not allowed: expected a table of rows "
+                         '[x, y], e.g. {"headers": ["x", "y"], "data": [[0.25, 0.1]]}')
     rows = [r for r in value if any(not _empty(v) for v in r)]
+    if len(rows) > limits.current().curve_points:
+        return tuple(rows)   # Settings names the bound
     try:
-        return tuple((float(r[0]), float(r[1])) for r in rows)
-    except (TypeError, ValueError, IndexError):
-        raise ValueError(f"curve_points={rows!r} is not allowed: each row needs numbers x and y"
-                         ) from None
+        return tuple((_number("curve_points x", r[0], False), _number("curve_points y", r[1], False))
+                     for r in rows)
+    except (ValueError, IndexError):
+        raise ValueError(f"curve_points={_short(rows)} is not allowed: each row needs numbers x "
+                         "and y") from None

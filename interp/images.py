@@ -10,7 +10,7 @@ import logging
 import math
 import struct
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -30,22 +30,23 @@ _TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 
-def load_image(source: ImageSource) -> Image.Image:
-    """An RGB image from a path, encoded bytes or a PIL image; InputError says what is wrong."""
+def load_image(source: ImageSource, keep: Optional[int] = None) -> Image.Image:
+    """An RGB image from a path, encoded bytes or a PIL image; InputError says what is wrong.
+    keep: shrink_to(image, keep) (a JPEG is decoded at a reduced scale when that suffices)."""
     if isinstance(source, Image.Image):
         _check_dimensions(source.size, "the given image")
-        return _finish(source, "the given image")
+        return shrink_to(_finish(source, "the given image"), keep)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         name = f"the uploaded data ({len(data)} bytes)"
         if not data:
             raise InputError(f"{name} is empty: upload an image file (PNG, JPEG, WebP, ...)")
-        return _decode(io.BytesIO(data), name)
+        return shrink_to(_decode(io.BytesIO(data), name, keep), keep)
     if isinstance(source, (str, Path)):
         path = Path(source)
         _check_file(path)
         with path.open("rb") as handle:
-            return _decode(handle, f"'{path}'")
+            return shrink_to(_decode(handle, f"'{path}'", keep), keep)
     raise TypeError(f"source={type(source).__name__} is not supported: expected a path, "
                     "bytes or a PIL.Image.Image")
 
@@ -61,11 +62,13 @@ def _check_file(path: Path) -> None:
                          "or save the image again")
 
 
-def _decode(handle: io.IOBase, name: str) -> Image.Image:
+def _decode(handle: io.IOBase, name: str, keep: Optional[int] = None) -> Image.Image:
     """Open lazily, check the header's size, then decode; PIL's errors become InputError."""
     try:
         with Image.open(handle) as image:
             _check_dimensions(image.size, name)
+            if keep and image.format == "JPEG":
+                image.draft("RGB", (keep, keep))   # DCT scaling: both sides stay >= keep
             if getattr(image, "n_frames", 1) > 1:
                 logger.info("%s has %d frames; using the first", name, image.n_frames)
             image.load()
@@ -81,6 +84,20 @@ def _decode(handle: io.IOBase, name: str) -> Image.Image:
     except _DECODE_ERRORS as err:
         raise InputError(f"{name} could not be decoded; the file is damaged or truncated "
                          f"({err}): save or download it again") from err
+
+
+def shrink_to(image: Image.Image, keep: Optional[int]) -> Image.Image:
+    """The image scaled down (never up) so that its short side is `keep` and its long side at most
+    4 x keep: every working size up to `keep` is then still a downscale (for aspect ratios up to
+    4:1). None keeps the image as it is."""
+    if not keep:
+        return image
+    width, height = image.size
+    scale = min(1.0, keep / min(width, height), 4 * keep / max(width, height))
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 def _check_dimensions(size: tuple[int, int], name: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional, Union
 
 from PIL import Image
 
+from interp import limits
 from interp.errors import InputError
 from interp.images import load_image
 from interp.pose.keypoints import Pose
@@ -24,7 +25,7 @@ from interp.hashing import content_hash
 
 FORMAT = "interp-project"
 VERSION = 1
-MAX_BYTES = 200 * 1024 * 1024   # a project is two images and some JSON; larger is not ours
+MAX_MODEL_CHARS = 500            # the model identity is a few ids and hashes
 _EXPORT_FIELDS = ("fps", "pingpong", "loop", "hold_first", "hold_last")
 
 ProjectSource = Union[str, Path, bytes, Mapping]
@@ -73,7 +74,14 @@ def save_project(project: Project, path: Union[str, Path]) -> Path:
 
 def load_project(source: ProjectSource) -> Project:
     """A Project from a file path, JSON bytes/text or a parsed dict; InputError names the problem."""
-    data = _read(source)
+    try:
+        return _load(_read(source))
+    except RecursionError:
+        raise InputError("the project file is nested too deeply to be an interp project: "
+                         "export it again from the studio") from None
+
+
+def _load(data: dict) -> Project:
     if data.get("format") != FORMAT:
         raise InputError(f"this is not an interp project file (format={data.get('format')!r}; "
                          f"expected {FORMAT!r})")
@@ -87,8 +95,9 @@ def load_project(source: ProjectSource) -> Project:
     export = _parse("export", lambda: _export(_section(data, "export", dict, {})))
     poses = _section(data, "poses", dict, {})
     model = data.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InputError(f"model must be a string or null, got {type(model).__name__}")
+    if model is not None and not (isinstance(model, str) and len(model) <= MAX_MODEL_CHARS):
+        raise InputError(f"project field 'model' must be a string of at most {MAX_MODEL_CHARS} "
+                         f"characters or null, got {type(model).__name__}")
     return Project(image_a=_image(inputs, "a"), image_b=_image(inputs, "b"), settings=settings,
                    edits=edits, export=export, pose_a=_pose(poses, "a"), pose_b=_pose(poses, "b"),
                    model=model, seeds=_parse("seeds", lambda: _seeds(_section(data, "seeds", dict,
@@ -100,16 +109,19 @@ def load_project(source: ProjectSource) -> Project:
 def _read(source: ProjectSource) -> dict:
     if isinstance(source, Mapping):
         return dict(source)
+    lim = limits.current()
+    too_big = (f"is over this server's limit of {lim.upload_mb} MB (set by "
+               f"{limits.env_name('upload_mb')}): not a project")
     if isinstance(source, Path) or (isinstance(source, str)
                                     and not source.lstrip().startswith(("{", "["))):
         path = Path(source)
         if not path.is_file():
             raise InputError(f"project file '{path}' does not exist")
-        if path.stat().st_size > MAX_BYTES:
-            raise InputError(f"project file '{path}' is over {MAX_BYTES >> 20} MB: not a project")
+        if path.stat().st_size > lim.upload_bytes:
+            raise InputError(f"project file '{path}' {too_big}")
         source = path.read_bytes()
-    if isinstance(source, (bytes, bytearray)) and len(source) > MAX_BYTES:
-        raise InputError(f"the project data is over {MAX_BYTES >> 20} MB: not a project")
+    if len(source) > lim.upload_bytes:
+        raise InputError(f"the project data {too_big}")
     if isinstance(source, (bytes, bytearray)) and not source.strip():
         raise InputError("the project file is empty")
     try:
@@ -168,6 +180,10 @@ def _image(inputs: dict, which: str) -> Image.Image:
 
 
 def _edits(raw: dict) -> dict:
+    bound = limits.current().edits
+    if len(raw) > bound:
+        raise ValueError(f"{len(raw)} frame edits are over this server's limit of {bound} (set by "
+                         f"{limits.env_name('edits')})")
     out = {}
     for key, value in raw.items():
         if not (isinstance(key, str) and key.isdigit()):
@@ -207,10 +223,14 @@ def _pose(poses: dict, which: str) -> Optional[Pose]:
 
 
 def _seeds(raw: dict) -> dict:
-    out = {}
+    lim, out = limits.current(), {}
+    if len(raw) > lim.frames:
+        raise ValueError(f"seeds has {len(raw)} frames, more than this server's {lim.frames}")
     for key, value in raw.items():
-        if not (isinstance(key, str) and key.isdigit()) or not isinstance(value, list) or not all(
+        if not (isinstance(key, str) and key.isdigit()) or not isinstance(value, list) or len(
+                value) > max(lim.candidates, limits.PAPER_CANDIDATES) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
-            raise ValueError(f"seeds[{key!r}] must map a frame number to a list of seeds >= 0")
+            raise ValueError(f"seeds[{key[:20]!r}] must map a frame number to a list of seeds "
+                             ">= 0, one per candidate")
         out[int(key)] = tuple(value)
     return out

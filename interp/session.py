@@ -8,25 +8,32 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
+from interp import limits
 from interp.errors import Cancelled, InputError
 from interp.events import CancelToken, Done, FrameReady
-from interp.images import load_image, prepare_pair
+from interp.images import load_image, prepare_pair, shrink_to
 from interp.pose.keypoints import Pose, PoseUnavailable, interpolate_pose
 from interp.project import Project
 from interp.edits import regenerate, select
+from interp.video import pid_alive
 from interp.settings import Export, FrameEdit, Settings
 
 log = logging.getLogger(__name__)
 
 _END = object()
+SESSION_PREFIX = "interp-session-"      # + "<pid>-<random>": one folder per session
+KEEP_EXPORTS = 2                        # the last complete export and the one before it
 
 
 # -- frames as the UI sees them ----------------------------------------------------------------
@@ -53,13 +60,17 @@ class Session:
     """Inputs, poses, edits and the last render of one user; frame operations re-render the last run."""
 
     def __init__(self) -> None:
-        self.image_a = self.image_b = None       # RGB PIL images as uploaded
+        self.image_a = self.image_b = None       # RGB PIL images, no larger than any size needs
+        self.sources: dict = {"a": None, "b": None}   # the upload path each image came from
+        self.uploads: set = set()                # upload paths this session was given
         self.pose_a: Optional[Pose] = None        # user-drawn poses (None: detect when needed)
         self.pose_b: Optional[Pose] = None
         self.settings: Optional[Settings] = None  # of the last render
         self.edits: dict = {}
         self.export = Export()
-        self.result = None                        # RenderResult of the last complete render
+        self.result = None                        # RenderResult of the render shown (None: running)
+        self.done: Optional[tuple] = None         # (RenderResult, Project) of the last complete one
+        self._inputs: tuple = ()                  # images and poses the running render uses
         self.frames: dict = {}                    # index -> FrameView (also of a cancelled run)
         self.plan = None
         self.cancelled = False
@@ -70,11 +81,14 @@ class Session:
         self._token = CancelToken()
         self._out_root: Optional[Path] = None
         self._runs = 0
+        self._exporting = threading.Lock()      # one export of this session at a time
 
     # -- inputs and poses ------------------------------------------------------------------------
     def set_image(self, which: str, source: Any) -> Any:
-        """Load and keep input `which` ("a"/"b"); None clears it. InputError explains bad files."""
-        image = None if source is None else load_image(source)
+        """Load and keep input `which` ("a"/"b"); None clears it. InputError explains bad files.
+        The image is kept no larger than the largest working size needs (limits.size)."""
+        image = None if source is None else load_image(source, keep=limits.current().size)
+        self.sources[which] = source if isinstance(source, str) else None
         old = getattr(self, _attr("image", which))
         if not _same_image(old, image):
             setattr(self, _attr("pose", which), None)  # a drawn pose belongs to its image
@@ -156,7 +170,8 @@ class Session:
             worker.join()
 
     def _begin(self, engine, settings: Settings, edits: Optional[Mapping]) -> None:
-        from interp.plan import ddim_timesteps, make_plan
+        from interp.plan import make_plan
+        from interp.scheduler import ddim_timesteps
         a, b = self.prepared(settings)
         self.notes = []
         if edits is not None:
@@ -168,6 +183,7 @@ class Session:
                                                        engine.bundle.scheduler_config).tolist())
         last = len(self.plan.nodes) - 1
         self.settings, self.result, self.cancelled = settings, None, False
+        self._inputs = (self.image_a, self.image_b, self.pose_a, self.pose_b)
         self.frames = {0: FrameView(0, 0.0, 0, (a,)), last: FrameView(last, 1.0, 0, (b,))}
 
     def _work(self, engine, settings: Settings, token: CancelToken, events: queue.Queue) -> None:
@@ -189,6 +205,7 @@ class Session:
                                              f.ddim_index)
         elif isinstance(event, Done):
             self.result = event.result
+            self.done = (event.result, self._project_of(event.result))
             if self._pacing is not None:
                 self._note_pacing(event.result)
             self.frames = {f.index: FrameView(f.index, f.position, f.level, tuple(f.images),
@@ -255,43 +272,85 @@ class Session:
         return " · ".join(parts)
 
     def write_exports(self, export: Optional[Export] = None, model: Optional[str] = None) -> dict:
-        """MP4, GIF, frames ZIP and the project file of the last complete render."""
+        """MP4, GIF, frames ZIP and the project file of the last complete render (also while a
+        new one runs), in a folder of their own. A session's exports run one at a time; each
+        keeps the last KEEP_EXPORTS folders (a file just returned may still be on its way to the
+        browser)."""
         from interp.project import save_project
         from interp.video import export_all
-        if self.result is None:
-            raise InputError("no complete sequence to export: press Interpolate first")
-        self.export = export or self.export
-        if self._out_root is None:
-            self._out_root = Path(tempfile.mkdtemp(prefix="interp-session-"))
-        self._runs += 1
-        out = self._out_root / f"run-{self._runs:04d}"
-        for old in self._out_root.glob("run-*"):
-            shutil.rmtree(old, ignore_errors=True)
-        paths = export_all(self.result.images, out, self.export, stem="interpolation",
-                           formats=("mp4", "gif", "zip"))
-        paths["project"] = save_project(self.project(model), out / "interpolation.interp.json")
-        return paths
+        with self._exporting:
+            if self.done is None:
+                raise InputError("no complete sequence to export: press Interpolate first")
+            result, project = self.done
+            self.export = export or self.export
+            self._runs += 1
+            out = self._folder() / f"run-{self._runs:04d}"
+            paths = export_all(result.images, out, self.export, stem="interpolation",
+                               formats=("mp4", "gif", "zip"))
+            project = dataclasses.replace(project, export=self.export, model=model)
+            paths["project"] = save_project(project, out / "interpolation.interp.json")
+            for old in sorted(self._folder().glob("run-*"))[:-KEEP_EXPORTS]:
+                shutil.rmtree(old, ignore_errors=True)
+            return paths
 
-    def project(self, model: Optional[str] = None) -> Project:
-        """The session as a Project (inputs, settings, edits, seeds, poses, export)."""
-        if self.image_a is None or self.image_b is None or self.settings is None:
-            raise InputError("nothing to save yet: upload both images and press Interpolate")
-        seeds = {i: v.seeds for i, v in self.frames.items() if v.seeds}
-        return Project(self.image_a, self.image_b, self.settings, dict(self.edits), self.export,
-                       self.pose_a, self.pose_b, model, seeds)
+    def _folder(self) -> Path:
+        if self._out_root is None or not self._out_root.is_dir():
+            self._out_root = Path(tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{os.getpid()}-"))
+        return self._out_root
+
+    def _project_of(self, result) -> Project:
+        """A finished render as a Project: the inputs and poses it used, its settings, edits and
+        seeds (the export knobs and model are filled in when it is written)."""
+        image_a, image_b, pose_a, pose_b = self._inputs
+        seeds = {f.index: tuple(f.seeds) for f in result.frames if f.seeds}
+        return Project(image_a, image_b, result.settings, dict(result.edits), self.export,
+                       pose_a, pose_b, None, seeds)
 
     def restore(self, project: Project) -> None:
         """Take inputs, settings, edits, poses and export knobs from a project."""
-        self.image_a, self.image_b = project.image_a, project.image_b
+        keep = limits.current().size
+        self.image_a, self.image_b = shrink_to(project.image_a, keep), shrink_to(project.image_b, keep)
+        self.sources = {"a": None, "b": None}
         self.pose_a, self.pose_b = project.pose_a, project.pose_b
         self.settings, self.edits, self.export = project.settings, dict(project.edits), project.export
         self.result, self.frames, self.plan, self.cancelled = None, {}, None, False
+        self.done = None
 
     def close(self) -> None:
-        """Cancel any render and delete exported files."""
+        """Cancel any render and delete exported files (idempotent; the session stays usable)."""
         self.cancel()
-        if self._out_root is not None:
-            shutil.rmtree(self._out_root, ignore_errors=True)
+        with self._exporting:
+            if self._out_root is not None:
+                shutil.rmtree(self._out_root, ignore_errors=True)
+                self._out_root = None
+
+
+def remove_session_dirs(root: Optional[Path] = None, own: bool = False,
+                        legacy_age_s: float = 3600.0) -> int:
+    """Delete session folders of processes that no longer run (with own=True, this process's too)
+    under root (default: the temp dir); folders named without a process id are deleted when
+    older than legacy_age_s. Returns how many were deleted."""
+    root = Path(root or tempfile.gettempdir())
+    named = re.compile(re.escape(SESSION_PREFIX) + r"(\d+)-\w+")
+    removed = 0
+    for entry in root.glob(SESSION_PREFIX + "*"):
+        match = named.fullmatch(entry.name)
+        if match:
+            pid = int(match.group(1))
+            stale = (own and pid == os.getpid()) or (pid != os.getpid() and not pid_alive(pid))
+        else:
+            stale = time.time() - _mtime(entry) > legacy_age_s
+        if stale and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except FileNotFoundError:   # removed meanwhile (another process cleaning up)
+        return time.time()
 
 
 def _same_image(a, b) -> bool:

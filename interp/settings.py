@@ -9,7 +9,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
+
+from interp import limits
 
 
 class Scheme(str, Enum):
@@ -110,10 +112,16 @@ class Export:
     hold_last: int = 0         # extra copies of the last frame
 
     def __post_init__(self) -> None:
-        _check(self.fps > 0 and math.isfinite(self.fps), "fps", self.fps, "a positive number")
-        for name in ("loop", "hold_first", "hold_last"):
-            _check(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
-                   getattr(self, name), "an integer >= 0")
+        lim = limits.current()
+        _real("fps", self.fps)
+        _check(self.fps > 0, "fps", self.fps, "a positive number")
+        if self.fps > lim.fps:
+            raise ValueError(f"fps={self.fps!r} is not allowed: expected at most {lim.fps}, "
+                             f"this server's limit, set by {limits.env_name('fps')}")
+        _check(isinstance(self.pingpong, bool), "pingpong", self.pingpong, "true or false")
+        _whole("loop", self.loop, 0, lim.gif_loop, "gif_loop", " (0 = forever)")
+        for name in ("hold_first", "hold_last"):
+            _whole(name, getattr(self, name), 0, lim.hold_frames, "hold_frames")
 
 
 @dataclass(frozen=True)
@@ -129,15 +137,22 @@ class FrameEdit:
     candidate: Optional[int] = None        # user's pick among the frame's candidates
 
     def __post_init__(self) -> None:
+        lim = limits.current()
+        _real("strength", self.strength)
         _check(0.0 <= self.strength <= 1.0, "strength", self.strength, "a number in [0, 1]")
         if self.noise is not None:
+            _real("noise", self.noise)
             _check(0.0 < self.noise < 1.0, "noise", self.noise, "a fraction in (0, 1)")
         if self.candidate is not None:
-            _check(isinstance(self.candidate, int) and self.candidate >= 0, "candidate",
-                   self.candidate, "an integer >= 0")
+            _whole("candidate", self.candidate, 0, lim.candidates - 1, "candidates")
         if self.seed is not None:
-            _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed", self.seed,
+            _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed", self.seed,
                    "an integer in [0, 2^63)")
+        for name in ("prompt", "negative_prompt"):
+            _text(name, getattr(self, name), lim, optional=True)
+        _check(isinstance(self.keyframe, bool), "keyframe", self.keyframe, "true or false")
+        _check(self.pose is None or isinstance(self.pose, dict), "pose", self.pose,
+               "an OpenPose JSON object or null")
 
     def replace(self, **changes: Any) -> "FrameEdit":
         return dataclasses.replace(self, **changes)
@@ -174,38 +189,103 @@ def candidates_for_level(settings: Settings, level: int) -> int:
 
 
 def validate(s: Settings) -> None:
-    """Raise ValueError naming the first impossible field."""
-    _check(isinstance(s.frames, int) and 3 <= s.frames <= 1025, "frames", s.frames,
-           "an integer from 3 to 1025 (both inputs included)")
-    _check(isinstance(s.num_inference_steps, int) and 2 <= s.num_inference_steps <= 1000,
-           "num_inference_steps", s.num_inference_steps, "an integer from 2 to 1000")
+    """Raise ValueError naming the first impossible field; upper bounds come from interp.limits."""
+    lim = limits.current()
+    _whole("frames", s.frames, 3, lim.frames, "frames", " (both inputs included)")
+    _whole("num_inference_steps", s.num_inference_steps, 2, lim.steps, "steps")
+    for name in _REAL_FIELDS:
+        _real(name, getattr(s, name))
     _check(0.0 < s.noise_min <= s.noise_max < 1.0, "noise_min/noise_max",
            (s.noise_min, s.noise_max), "fractions with 0 < noise_min <= noise_max < 1")
     _check(0.0 <= s.eta <= 1.0, "eta", s.eta, "a number in [0, 1]")
     _check(0.0 <= s.guidance_scale <= 50.0, "guidance_scale", s.guidance_scale, "in [0, 50]")
     _check(s.curve_alpha > 0 and s.curve_beta > 0, "curve_alpha/curve_beta",
            (s.curve_alpha, s.curve_beta), "positive numbers")
-    _check(isinstance(s.candidates, int) and 0 <= s.candidates <= 64, "candidates", s.candidates,
-           "an integer from 0 (paper rule) to 64")
-    _check(isinstance(s.invert_steps, int) and 0 <= s.invert_steps <= 10000, "invert_steps",
-           s.invert_steps, "an integer from 0 (off) to 10000")
+    _candidates(s.candidates, lim)
+    _whole("invert_steps", s.invert_steps, 0, lim.invert_steps, "invert_steps", " (0 = off)")
     _check(0.0 < s.invert_lr < 1.0, "invert_lr", s.invert_lr, "a number in (0, 1)")
-    _check(isinstance(s.size, int) and 64 <= s.size <= 2048 and s.size % 64 == 0, "size", s.size,
-           "a multiple of 64 from 64 to 2048")
-    _check(isinstance(s.seed, int) and 0 <= s.seed < 2**63, "seed", s.seed, "an integer in [0, 2^63)")
+    _whole("size", s.size, 64, lim.size, "size", " in pixels")
+    _check(s.size % 64 == 0, "size", s.size, "a multiple of 64 (64, 128, ..., 512, ...)")
+    _check(_is_int(s.seed) and 0 <= s.seed < 2**63, "seed", s.seed, "an integer in [0, 2^63)")
     _check(0.0 <= s.control_peak <= 10.0, "control_peak", s.control_peak, "in [0, 10]")
     _check(0.0 <= s.controlnet_conditioning_scale <= 10.0, "controlnet_conditioning_scale",
            s.controlnet_conditioning_scale, "in [0, 10]")
-    for name in ("prompt", "negative_prompt", "rank_positive", "rank_negative"):
-        _check(isinstance(getattr(s, name), str), name, getattr(s, name), "a string")
-    if s.curve == Curve.CUSTOM:
-        _check(len(s.curve_points) >= 1, "curve_points", s.curve_points,
-               "at least one (x, y) point for the custom curve")
+    for name in ("prompt", "negative_prompt", "rank_positive", "rank_negative", "prompt_b"):
+        _text(name, getattr(s, name), lim, optional=name == "prompt_b")
+    for name in ("pose", "pose_all_people"):
+        _check(isinstance(getattr(s, name), bool), name, getattr(s, name), "true or false")
+    _curve_points(s, lim)
+
+
+_REAL_FIELDS = ("noise_min", "noise_max", "eta", "guidance_scale", "curve_alpha", "curve_beta",
+                "invert_lr", "control_peak", "controlnet_conditioning_scale")
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: expected {expected}")
+        raise ValueError(f"{name}={_short(value)} is not allowed: expected {expected}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters (a message never echoes a huge input)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real(name: str, value: Any) -> None:
+    """A number (int or float, not bool or text) that is finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={value!r} is not allowed: expected a number"
+                         + (" (write it without quotes)" if isinstance(value, str) else ""))
+    _check(math.isfinite(value), name, value, "a finite number")
+
+
+def _whole(name: str, value: Any, low: int, bound: int, limit: str, note: str = "") -> None:
+    """A whole number from low to bound; past the bound the message names its variable."""
+    expected = f"a whole number from {low} to {bound}{note}"
+    _check(_is_int(value) and value >= low, name, value, expected)
+    if value > bound:
+        raise ValueError(f"{name}={value!r} is not allowed: expected {expected}; {bound} is "
+                         f"this server's limit, set by {limits.env_name(limit)}")
+
+
+def _candidates(value: Any, lim: "limits.Limits") -> None:
+    _whole("candidates", value, 0, lim.candidates, "candidates", " (0 = the paper's rule)")
+    if value == 0 and not lim.paper_rule:
+        raise ValueError(f"candidates=0 (the paper's {limits.PAPER_CANDIDATES}, 7, 6, ... per "
+                         f"level) is not allowed here: this server allows at most "
+                         f"{lim.candidates} ({limits.env_name('candidates')}); choose 1 to "
+                         f"{lim.candidates}")
+
+
+def _text(name: str, value: Any, lim: "limits.Limits", optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    _check(isinstance(value, str), name, value, "a string" + (" or null" if optional else ""))
+    if len(value) > lim.prompt_chars:
+        raise ValueError(f"{name} is {len(value)} characters long, over this server's limit of "
+                         f"{lim.prompt_chars} (set by {limits.env_name('prompt_chars')}): "
+                         f"shorten it (CLIP reads only the first 77 tokens)")
+
+
+def _curve_points(s: Settings, lim: "limits.Limits") -> None:
+    points = s.curve_points
+    _check(isinstance(points, (tuple, list)), "curve_points", points, "a list of (x, y) pairs")
+    if len(points) > lim.curve_points:
+        raise ValueError(f"curve_points has {len(points)} points, over this server's limit of "
+                         f"{lim.curve_points} (set by {limits.env_name('curve_points')})")
+    for i, point in enumerate(points):
+        _check(isinstance(point, (tuple, list)) and len(point) == 2, f"curve_points[{i}]", point,
+               "an (x, y) pair")
+        for value in point:
+            _real(f"curve_points[{i}]", value)
+    if s.curve == Curve.CUSTOM:
+        _check(len(points) >= 1, "curve_points", points,
+               "at least one (x, y) point for the custom curve")
 
 
 def _plain(value: Any) -> Any:
@@ -235,5 +315,20 @@ def _coerce_fields(cls: type, data: dict) -> dict:
                 raise ValueError(f"{name}={out[name]!r} is not one of "
                                  f"{[e.value for e in enum]}") from None
     if "curve_points" in out:
-        out["curve_points"] = tuple(tuple(float(v) for v in p) for p in out["curve_points"])
+        out["curve_points"] = _pairs(out["curve_points"])
     return out
+
+
+def _pairs(points: Any) -> tuple:
+    """JSON control points [[x, y], ...] -> ((x, y), ...); ValueError naming the field."""
+    bound = limits.current().curve_points
+    try:
+        if isinstance(points, (str, bytes, Mapping)) or len(points) > bound:
+            raise TypeError
+        return tuple((float(x), float(y)) for x, y in points)
+    except (TypeError, ValueError):
+        if isinstance(points, (list, tuple)) and len(points) > bound:
+            raise ValueError(f"curve_points has {len(points)} points, over this server's limit "
+                             f"of {bound} (set by {limits.env_name('curve_points')})") from None
+        raise ValueError(f"curve_points={_short(points)} is not allowed: expected a list of "
+                         "[x, y] number pairs, e.g. [[0.25, 0.1], [0.75, 0.9]]") from None

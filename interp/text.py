@@ -18,6 +18,7 @@ from interp.sampling import slerp
 from interp.settings import FrameEdit, Settings
 
 log = logging.getLogger(__name__)
+LOG_CHARS = 200   # a log line quotes at most this much of a prompt's cut words
 
 
 def tokenize(tokenizer, prompt: str) -> tuple[torch.Tensor, list[str]]:
@@ -55,9 +56,15 @@ def encode_prompt(bundle, prompt: str, negative: bool = False) -> tuple[torch.Te
     `negative`: the prompt is a negative one (SDXL encodes an empty negative as zeros)."""
     ids, cut = tokenize(bundle.tokenizer, prompt)
     if cut:
-        log.warning("prompt %r is longer than the text encoder's %d-token window; these words are "
-                    "cut: %s", _short(prompt), int(bundle.tokenizer.model_max_length), " ".join(cut))
+        log.warning("prompt %r is longer than the text encoder's %d-token window; %d words are "
+                    "cut: %s", _short(prompt), int(bundle.tokenizer.model_max_length), len(cut),
+                    _short(" ".join(cut), LOG_CHARS))
     return bundle.encode_prompt(prompt, negative), cut
+
+
+def cut_words(tokenizer, prompt: str) -> list[str]:
+    """The words of `prompt` that fall beyond the tokenizer's window (encoding drops them)."""
+    return tokenize(tokenizer, prompt)[1]
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -7,12 +7,14 @@ identical consecutive frames into one (adding up their durations), which would s
 """
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import math
 import os
 import re
 import subprocess
+import tempfile
 import uuid
 import zipfile
 from contextlib import contextmanager
@@ -78,22 +80,57 @@ def write_webm(frames: Sequence[Image.Image], path: PathLike, export: Export) ->
 
 def _write_ffmpeg(frames: Sequence[Image.Image], path: Path, export: Export, codec: str,
                   params: list[str]) -> Path:
-    """Pipe raw RGB frames into ffmpeg at the exact (rational) frame rate; odd sizes padded."""
+    """Pipe raw RGB frames into ffmpeg at the exact (rational) frame rate; odd sizes padded.
+    ffmpeg writes a temporary sibling that replaces `path` only when ffmpeg exits cleanly."""
     order = sequence_frames(frames, export)
     width, height = order[0].size
-    size = (width + width % 2, height + height % 2)
+    size = f"{width + width % 2}x{height + height % 2}"
     with _atomic_path(path) as tmp:
-        writer = imageio_ffmpeg.write_frames(
-            str(tmp), size, fps=_fps_fraction(export.fps), codec=codec, quality=None,
-            pix_fmt_out="yuv420p", macro_block_size=1, output_params=list(params))
-        writer.send(None)
-        try:
-            for frame in order:
-                writer.send(_even_array(frame))
-        finally:
-            writer.close()
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo",
+                   "-pix_fmt", "rgb24", "-s", size, "-r", str(_fps_fraction(export.fps)),
+                   "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *params, str(tmp)]
+        _pipe_frames(command, order, path)
     logger.info("wrote %s: %d frames at %s fps", path, len(order), export.fps)
     return path
+
+
+def _pipe_frames(command: list[str], order: list[Image.Image], path: Path) -> None:
+    """Run ffmpeg with the frames on stdin; OSError (ENOSPC, EACCES, ...) or FFmpegError naming
+    `path` and ffmpeg's own words when it exits with an error."""
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=log)
+        try:
+            for frame in order:
+                process.stdin.write(_even_array(frame).data)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass   # ffmpeg stopped reading: its exit status and log say why
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            code = process.wait()
+        log.seek(0)
+        text = log.read()[-2000:].decode(errors="replace").strip()
+    if code != 0:
+        raise _ffmpeg_error(code, text, path)
+
+
+class FFmpegError(RuntimeError):
+    """ffmpeg could not write a video; the message names the file and quotes ffmpeg."""
+
+
+_ERRNO_WORDS = (("No space left on device", errno.ENOSPC), ("Permission denied", errno.EACCES),
+                ("Read-only file system", errno.EROFS), ("Disk quota exceeded", errno.EDQUOT))
+
+
+def _ffmpeg_error(code: int, log_text: str, path: Path) -> Exception:
+    last = log_text.splitlines()[-1] if log_text else f"exit status {code}"
+    for words, number in _ERRNO_WORDS:
+        if words in log_text:
+            return OSError(number, f"{os.strerror(number)} (ffmpeg: {last})", str(path))
+    return FFmpegError(f"ffmpeg could not write {path} (exit status {code}): {last}")
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -159,16 +196,27 @@ def frame_names(count: int) -> list[str]:
 
 
 def write_frames_dir(frames: Sequence[Image.Image], directory: PathLike) -> list[Path]:
-    """The frames as PNG files in directory; earlier frame_*.png files there are removed first."""
+    """The frames as PNG files in directory. Earlier frame_*.png files there are replaced only once
+    every new frame is written, so a failure leaves the folder as it was."""
     frames = check_frames(frames)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.iterdir():
-        if _FRAME_FILE.fullmatch(stale.name) and stale.is_file():
-            stale.unlink()
+    directory = output_dir(directory)
+    _remove_orphans(directory)
     paths = [directory / name for name in frame_names(len(frames))]
-    for frame, path in zip(frames, paths):
-        frame.save(path, format="PNG")
+    staged: list[Path] = []
+    try:
+        for frame, path in zip(frames, paths):
+            staged.append(path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                                         f".partial.png"))
+            frame.save(staged[-1], format="PNG")
+    except OSError as exc:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
+        raise exc if exc.filename else _named(exc, directory) from None
+    for stale in directory.iterdir():
+        if _FRAME_FILE.fullmatch(stale.name) and stale.is_file() and stale not in paths:
+            stale.unlink()
+    for tmp, path in zip(staged, paths):
+        os.replace(tmp, path)
     return paths
 
 
@@ -250,13 +298,62 @@ def _existing(path: PathLike) -> Path:
     return path
 
 
+def output_dir(directory: PathLike) -> Path:
+    """The folder, created if needed and checked writable by creating a file in it; OSError
+    naming the folder and the cause otherwise (a file in the way, no permission, full disk)."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder")
+        handle, probe = tempfile.mkstemp(prefix=".interp-probe-", dir=directory)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _named(exc, directory) from None
+    return directory
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """The same kind of OSError with `path` as its file name and a plain cause."""
+    cause = {errno.ENOTDIR: "a file is in the way (not a folder)",
+             errno.EEXIST: "a file is in the way (not a folder)"}.get(
+        exc.errno, exc.strerror or str(exc))
+    return type(exc)(exc.errno, cause, str(path)) if exc.errno else OSError(cause, str(path))
+
+
 @contextmanager
 def _atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary sibling (same suffix) that replaces `path` only when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    """A temporary sibling (same suffix) that replaces `path` only when the block succeeds;
+    on any failure the temporary file is removed and `path` keeps what it held."""
+    _remove_orphans(output_dir(path.parent))
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        raise exc if exc.filename else _named(exc, path) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_PARTIAL = re.compile(r"\..+\.(\d+)-[0-9a-f]{8}\.partial(\.\w+)?")
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Temporary files in `folder` left by writers that no longer run (killed mid-write)."""
+    for entry in folder.iterdir():
+        match = _PARTIAL.fullmatch(entry.name)
+        if match and not pid_alive(int(match.group(1))):
+            entry.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -3,7 +3,6 @@ into gr.Error / gr.Warning. No algorithm lives here; the library does the work.
 """
 from __future__ import annotations
 
-import base64
 import functools
 import inspect
 import json
@@ -13,14 +12,19 @@ from typing import Any, Optional
 import gradio as gr
 
 from ui.plot import plan_error, plan_svg
+from ui.sessions import Sessions
 from interp.errors import InputError, InterpError
 from interp.events import DenoiseStep, FrameReady, StageProgress
-from interp.plan import ddim_timesteps, make_plan
+from interp.plan import make_plan
+from interp.scheduler import ddim_timesteps
 from interp.project import load_project
 from interp.session import Session
-from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, edit_from_form, export_from_form,
-                          form_from_export, form_from_settings, settings_from_form)
-from interp.settings import PRESETS, preset
+from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, bounded_preset, edit_from_form,
+                          export_from_form, form_from_export, form_from_settings,
+                          settings_from_form)
+from interp.settings import PRESETS
+from interp.text import cut_words
+from interp.video import FFmpegError
 from interp.models.startup import model_settings
 
 log = logging.getLogger("interp.app")
@@ -38,8 +42,14 @@ def user_error(exc: BaseException) -> gr.Error:
         return gr.Error(OOM_HINT)
     if isinstance(exc, (InterpError, ValueError, TypeError)):
         return gr.Error(str(exc))
+    if isinstance(exc, (OSError, FFmpegError)):
+        log.error("could not write files", exc_info=exc)
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else "see the server log"
+        return gr.Error(f"The server could not write the video and downloads ({cause}); the "
+                        "frames are kept: try “Update video and downloads” later.")
     log.error("unexpected error", exc_info=exc)
-    return gr.Error(f"Unexpected error ({type(exc).__name__}: {exc}); see the server log.")
+    return gr.Error(f"Unexpected error ({type(exc).__name__}: {str(exc)[:200]}); see the server "
+                    "log.")
 
 
 def errors(fn):
@@ -71,29 +81,6 @@ def gpu(fn):
     return spaces.GPU(fn)
 
 
-def payload_source(payload: Any) -> Any:
-    """An image widget's raw value (preprocess=False) -> a path or bytes for load_image."""
-    if payload is None:
-        return None
-    if isinstance(payload, str):
-        return payload
-    url = payload.get("url") or ""
-    if payload.get("path") is None and url.startswith("data:"):
-        return base64.b64decode(url.split(",", 1)[1])
-    return payload.get("path")
-
-
-def load_upload(session: Session, which: str, payload: Any) -> None:
-    """Keep an uploaded input in the session; errors name the file as the user called it."""
-    source = payload_source(payload)
-    try:
-        session.set_image(which, source)
-    except InputError as exc:
-        name = payload.get("orig_name") if isinstance(payload, dict) else None
-        message = str(exc).replace(str(source), name) if name and isinstance(source, str) else str(exc)
-        raise InputError(f"Image {which.upper()}: {message}") from None
-
-
 def file_path(payload: Any) -> Optional[str]:
     """A file widget's value (path string, FileData dict or tempfile object) -> its path."""
     if payload is None or isinstance(payload, str):
@@ -108,16 +95,18 @@ class Studio:
 
     RENDER_OUTPUTS = 9  # state, strip, status, video, mp4, gif, zip, project, details
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, sessions: Optional[Sessions] = None) -> None:
         self.engine = engine
+        self.sessions = sessions or Sessions()
         self.model = engine.bundle.identity
         self.needs = model_settings(engine.bundle.name)   # e.g. the toy model's size and guidance
 
     # -- inputs, plan, presets -------------------------------------------------------------------
-    def set_image(self, session: Optional[Session], image: Any, which: str) -> Session:
+    def set_image(self, session: Optional[Session], image: Any, which: str,
+                  request: gr.Request = None) -> Session:
         """Validate and keep an uploaded input (interp's message for a bad file)."""
-        session = session or Session()
-        load_upload(session, which, image)
+        session = self.sessions.get(session, request)
+        self.sessions.load_image(session, which, image)
         return session
 
     def plan(self, **knobs) -> tuple:
@@ -134,39 +123,46 @@ class Studio:
     def apply_preset(self, name: str) -> list:
         """Knob values of a preset (only the knobs the preset sets change; what the model needs,
         e.g. the toy model's guidance, stays)."""
-        values = form_from_settings(preset(name, **self.needs))
+        values = form_from_settings(bounded_preset(name, **self.needs))
         return [values[f] if f in PRESETS[name] and f not in self.needs else gr.skip()
                 for f in FORM_FIELDS]
 
     # -- rendering -------------------------------------------------------------------------------
     def interpolate(self, session: Optional[Session], image_a: Any, image_b: Any,
-                    progress=gr.Progress(), **knobs):
+                    progress=gr.Progress(), request: gr.Request = None, **knobs):
         """Render the sequence for the current inputs and knobs (cached frames are reused)."""
-        session = session or Session()
-        load_upload(session, "a", image_a)
-        load_upload(session, "b", image_b)
+        session = self.sessions.get(session, request)
+        self.sessions.load_image(session, "a", image_a)
+        self.sessions.load_image(session, "b", image_b)
         settings = settings_from_form(knobs)
+        warn_cut_prompts(self.engine.bundle.tokenizer, settings.prompt_pair[0], "Prompt A",
+                         settings.prompt_b, "Prompt B", settings.negative_prompt,
+                         "Negative prompt")
         yield from self._render(session, progress, settings)
 
     def use_candidate(self, session: Optional[Session], frame: Any, candidate: Any,
-                      progress=gr.Progress()):
+                      progress=gr.Progress(), request: gr.Request = None):
         """Pin a candidate of a frame and re-render (its descendants regenerate)."""
-        session = _need(session)
+        session = _need(self.sessions.get(session, request))
         session.pin(_int(frame, "frame"), _int(candidate, "candidate"))
         yield from self._render(session, progress)
 
     def regenerate_frame(self, session: Optional[Session], frame: Any, prompt: str,
                          negative_prompt: str, strength: float, keyframe: bool, seed: Any,
-                         noise: Any, pose: str, progress=gr.Progress()):
+                         noise: Any, pose: str, progress=gr.Progress(),
+                         request: gr.Request = None):
         """Apply a frame's overrides (an unchanged form gives a new seed) and re-render."""
-        session = _need(session)
+        session = _need(self.sessions.get(session, request))
         edit = edit_from_form(prompt, negative_prompt, strength, keyframe, seed, noise, pose)
+        warn_cut_prompts(self.engine.bundle.tokenizer, edit.prompt, "Frame prompt",
+                         edit.negative_prompt, "Frame negative prompt")
         session.edit_frame(_int(frame, "frame"), edit)
         yield from self._render(session, progress)
 
-    def even_pacing(self, session: Optional[Session], progress=gr.Progress()):
+    def even_pacing(self, session: Optional[Session], progress=gr.Progress(),
+                    request: gr.Request = None):
         """Re-render the last sequence with frames moved so adjacent steps look equally large."""
-        session = _need(session)
+        session = _need(self.sessions.get(session, request))
         yield from self._render(session, progress, respace=True)
 
     def schedule_knobs(self, session: Optional[Session]) -> tuple:
@@ -231,9 +227,10 @@ class Studio:
     # -- frame panel -----------------------------------------------------------------------------
     def select_frame(self, session: Optional[Session], evt: gr.SelectData) -> Any:
         """Strip click -> frame number."""
-        if session is None or not session.frames:
+        frames = sorted(session.frames) if session is not None else []
+        if not isinstance(evt.index, int) or not 0 <= evt.index < len(frames):
             return gr.skip()
-        return sorted(session.frames)[evt.index]
+        return frames[evt.index]
 
     def show_frame(self, session: Optional[Session], frame: Any) -> tuple:
         """Candidates (with CLIP scores), details and the override form of one frame."""
@@ -263,18 +260,23 @@ class Studio:
         return evt.index
 
     # -- output and projects -----------------------------------------------------------------------
-    def export(self, session: Optional[Session], **export) -> list:
+    def export(self, session: Optional[Session], request: gr.Request = None, **export) -> list:
         """Write MP4 / GIF / ZIP / project again with the current export knobs."""
-        paths = _need(session).write_exports(export_from_form(export), model=self.model)
+        knobs = export_from_form(export)      # bad knobs are named even before a render
+        session = self.sessions.get(session, request)
+        if session.done is None:
+            raise gr.Error("Nothing rendered yet: press Interpolate first.")
+        paths = session.write_exports(knobs, model=self.model)
         return self._files(paths)
 
-    def load_project(self, session: Optional[Session], file: Any) -> list:
+    def load_project(self, session: Optional[Session], file: Any,
+                     request: gr.Request = None) -> list:
         """Restore inputs, knobs, edits and poses from a project file."""
-        session = session or Session()
+        session = self.sessions.get(session, request)
         path = file_path(file)
         if path is None:
             raise gr.Error("Choose a project file (.json) to load.")
-        project = load_project(path)
+        project = load_project(self.sessions.project_path(session, path))
         session.restore(project)
         knobs = form_from_settings(project.settings)
         export = form_from_export(project.export)
@@ -319,3 +321,15 @@ def _frame_info(session: Session, view, last: int, edit) -> str:
     return (f"**Frame {view.index}** · position {view.position:.3f} · level {view.level} · "
             f"noise: DDIM index {view.ddim_index} of {steps} · {len(view.images)} candidate(s)"
             f" · {state}{pin}  \nseeds: {seeds}")
+
+
+def warn_cut_prompts(tokenizer, *pairs) -> None:
+    """A gr.Warning for each prompt (text, label, text, label, ...) longer than the text
+    encoder's window, with the number of cut words and the first few."""
+    window = int(tokenizer.model_max_length)
+    for text, label in zip(pairs[::2], pairs[1::2]):
+        cut = cut_words(tokenizer, text) if text else []
+        if cut:
+            few = " ".join(cut[:8])[:80]
+            gr.Warning(f"{len(cut)} words of {label} were cut at CLIP's {window}-token window: "
+                       f"{few}{'…' if len(cut) > 8 or len(few) == 80 else ''}")

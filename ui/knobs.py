@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ui.points import PointsTable
+from interp import limits
 from interp.settings import Curve, Fit, NoiseShape, Scheme
 
 CURVE_LABELS = {Curve.UNIFORM: "uniform", Curve.EASE_IN: "ease in", Curve.EASE_OUT: "ease out",
@@ -23,24 +25,27 @@ def _choices(labels: dict) -> list:
 
 
 def text_knobs(v: dict) -> dict:
+    chars = limits.current().prompt_chars
     return {
-        "prompt": gr.Textbox(v["prompt"], label="Prompt A", lines=1,
+        "prompt": gr.Textbox(v["prompt"], label="Prompt A", lines=1, max_length=chars,
                              placeholder="one prompt for the whole sequence (as the paper)"),
-        "prompt_b": gr.Textbox(v["prompt_b"], label="Prompt B", lines=1,
+        "prompt_b": gr.Textbox(v["prompt_b"], label="Prompt B", lines=1, max_length=chars,
                                placeholder="empty: same as Prompt A"),
-        "negative_prompt": gr.Textbox(v["negative_prompt"], label="Negative prompt", lines=1),
+        "negative_prompt": gr.Textbox(v["negative_prompt"], label="Negative prompt", lines=1,
+                                      max_length=chars),
     }
 
 
 def schedule_knobs(v: dict) -> dict:
     knobs = {
-        "frames": gr.Slider(3, 129, v["frames"], step=1, label="Frames (A and B included)"),
+        "frames": gr.Slider(3, limits.current().frames, v["frames"], step=1,
+                            label="Frames (A and B included)"),
         "curve": gr.Dropdown(_choices(CURVE_LABELS), value=v["curve"], label="Schedule curve"),
     }
     with gr.Row():
         knobs["curve_alpha"] = gr.Slider(0.1, 5.0, v["curve_alpha"], step=0.05, label="Beta α")
         knobs["curve_beta"] = gr.Slider(0.1, 5.0, v["curve_beta"], step=0.05, label="Beta β")
-    knobs["curve_points"] = gr.Dataframe(
+    knobs["curve_points"] = PointsTable(
         v["curve_points"] or [[0.5, 0.5]], headers=["x", "y"], datatype=["number", "number"],
         column_count=2, type="array",
         label="Custom control points (x = share of frames, y = position)")
@@ -55,22 +60,23 @@ def schedule_knobs(v: dict) -> dict:
 
 
 def sampling_knobs(v: dict) -> dict:
+    lim = limits.current()
     return {
         "scheme": gr.Dropdown(_choices(SCHEME_LABELS), value=v["scheme"], label="Scheme"),
-        "num_inference_steps": gr.Slider(2, 1000, v["num_inference_steps"], step=1,
+        "num_inference_steps": gr.Slider(2, lim.steps, v["num_inference_steps"], step=1,
                                          label="DDIM steps S (full schedule)"),
         "eta": gr.Slider(0.0, 1.0, v["eta"], step=0.01, label="DDIM eta"),
         "guidance_scale": gr.Slider(0.0, 20.0, v["guidance_scale"], step=0.1,
                                     label="Guidance scale"),
         "seed": gr.Number(v["seed"], precision=0, minimum=0, label="Seed"),
-        "candidates": gr.Slider(0, 16, v["candidates"], step=1,
-                                label="Candidates per frame (0 = paper: 8, 7, 6, … ≥ 3)"),
+        "candidates": gr.Slider(0 if lim.paper_rule else 1, lim.candidates, v["candidates"],
+                                step=1, label="Candidates per frame (0 = paper: 8, 7, 6, … ≥ 3)"),
     }
 
 
 def inversion_knobs(v: dict) -> dict:
     return {
-        "invert_steps": gr.Slider(0, 1000, v["invert_steps"], step=10,
+        "invert_steps": gr.Slider(0, limits.current().invert_steps, v["invert_steps"], step=10,
                                   label="Textual inversion steps (0 = off; paper 500)"),
         "invert_lr": gr.Number(v["invert_lr"], label="Inversion learning rate", step=1e-5),
     }
@@ -99,18 +105,21 @@ def pose_knobs(v: dict, has_controlnet: bool) -> dict:
 
 def output_knobs(v: dict) -> dict:
     return {
-        "size": gr.Slider(64, 1024, v["size"], step=64, label="Size (long side, pixels)"),
+        "size": gr.Slider(64, limits.current().size, v["size"], step=64,
+                          label="Size (long side, pixels)"),
         "fit": gr.Radio([f.value for f in Fit], value=v["fit"], label="Fit to size"),
     }
 
 
 def export_knobs(e: dict) -> dict:
+    lim = limits.current()
     with gr.Row():
-        knobs = {"fps": gr.Slider(1, 60, e["fps"], step=1, label="Frames per second"),
+        knobs = {"fps": gr.Slider(1, lim.fps, e["fps"], step=1, label="Frames per second"),
                  "pingpong": gr.Checkbox(e["pingpong"], label="Ping-pong")}
     with gr.Row():
-        knobs["loop"] = gr.Number(e["loop"], precision=0, minimum=0, label="GIF loops (0 = ∞)")
-        knobs["hold_first"] = gr.Number(e["hold_first"], precision=0, minimum=0,
-                                        label="Hold first")
-        knobs["hold_last"] = gr.Number(e["hold_last"], precision=0, minimum=0, label="Hold last")
+        knobs["loop"] = gr.Number(e["loop"], precision=0, minimum=0, maximum=lim.gif_loop,
+                                  label="GIF loops (0 = ∞)")
+        for name, label in (("hold_first", "Hold first"), ("hold_last", "Hold last")):
+            knobs[name] = gr.Number(e[name], precision=0, minimum=0, maximum=lim.hold_frames,
+                                    label=label)
     return knobs

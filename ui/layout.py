@@ -3,6 +3,7 @@ event calls. The handlers (ui.handlers, ui.pose_editor) call interp.session; the
 """
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
@@ -13,14 +14,20 @@ from ui.handlers import SCHEDULE_FIELDS, Studio, errors, gpu
 from ui.knobs import (export_knobs, inversion_knobs, output_knobs, pose_knobs, ranking_knobs,
                        sampling_knobs, schedule_knobs, text_knobs)
 from ui.pose_editor import TARGETS, PoseSide, pose_editor
-from interp.forms import EXPORT_FIELDS, FORM_FIELDS, form_from_export, form_from_settings
-from interp.settings import PRESETS, Export, Settings, preset
+from ui.sessions import Sessions
+from interp import limits
+from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, bounded_preset, form_from_export,
+                          form_from_settings)
+from interp.session import remove_session_dirs
+from interp.settings import PRESETS, Export, Settings
 from interp.models.startup import model_settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 PHOTO_PAIRS = [("astronaut.jpg", "chelsea.jpg"), ("coffee.jpg", "rocket.jpg"),
                ("chelsea.jpg", "coffee.jpg")]
 GPU_QUEUE = dict(concurrency_id="gpu", concurrency_limit=1)
+QUEUE_SIZE = 64               # events waiting at once; more are refused ("queue is full")
+SESSION_TTL_S = 6 * 3600      # a session state not written for this long is deleted
 LIGHT = dict(concurrency_limit=None, show_progress="hidden")
 CSS = """
 #interp-banner { border-left: 4px solid #f59e0b; background: #f59e0b1a; padding: 6px 12px;
@@ -44,11 +51,17 @@ def header_markdown(bundle) -> str:
 def build_demo(engine, note: Optional[str] = None, defaults: Optional[Settings] = None,
                export: Optional[Export] = None) -> gr.Blocks:
     """The whole UI over one Interpolator (its bundle, frame store and CLIP scorer)."""
-    studio, poses = Studio(engine), PoseSide(engine.store)
-    v = form_from_settings(defaults or preset("draft", **model_settings(engine.bundle.name)))
+    _session_dirs_cleaned()
+    sessions = Sessions()
+    studio, poses = Studio(engine, sessions), PoseSide(engine.store, sessions)
+    v = form_from_settings(defaults or initial_settings("draft", engine.bundle.name))
     ui = SimpleNamespace(knobs={})
     with gr.Blocks(title="interp studio", analytics_enabled=False) as demo:
-        ui.state = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
+        # a session's files go when its tab goes (unload) and when Gradio deletes its state: an
+        # hour after the tab closed, or SESSION_TTL_S after an event last wrote it (API calls
+        # without a heartbeat never close)
+        ui.state = gr.State(None, time_to_live=SESSION_TTL_S,
+                            delete_callback=lambda s: s.close() if s is not None else None)
         gr.Markdown(header_markdown(engine.bundle), elem_id="interp-header")
         gr.Markdown(note or "", elem_id="interp-banner", visible=bool(note))
         with gr.Row(equal_height=False):
@@ -73,8 +86,21 @@ def build_demo(engine, note: Optional[str] = None, defaults: Optional[Settings] 
         _wire_frames(ui, studio, poses)
         _wire_pose(ui, poses)
         _wire_outputs(ui, studio)
-    demo.queue(default_concurrency_limit=4)
+        demo.unload(sessions.end)
+    sessions.bind(demo, (ui.image_a, ui.image_b))
+    demo.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)
     return demo
+
+
+def _session_dirs_cleaned() -> None:
+    """Session folders left by processes that no longer run go now, this process's at exit."""
+    remove_session_dirs()
+    atexit.register(remove_session_dirs, own=True)
+
+
+def initial_settings(name: str, model: str) -> Settings:
+    """A preset with what the model needs, within this server's limits (interp.limits)."""
+    return bounded_preset(name, **model_settings(model))
 
 
 # -- layout ----------------------------------------------------------------------------------------
@@ -194,7 +220,7 @@ def _wire_inputs(demo, ui, studio: Studio) -> None:
                       preprocess=False, api_name=f"set_image_{which}", **LIGHT)
     gr.on([demo.load] + [ui.knobs[f].change for f in SCHEDULE_FIELDS], studio.plan,
           inputs_kwargs={f: ui.knobs[f] for f in SCHEDULE_FIELDS},
-          outputs=[ui.plot, ui.plan_json], api_name="plan", **LIGHT)
+          outputs=[ui.plot, ui.plan_json], preprocess=False, api_name="plan", **LIGHT)
     ui.preset.input(errors(studio.apply_preset), ui.preset, [ui.knobs[f] for f in FORM_FIELDS],
                     api_name="apply_preset", **LIGHT)
     ui.stop.click(studio.cancel, ui.state, None, api_name="cancel", **LIGHT)
@@ -213,13 +239,13 @@ def _wire_frames(ui, studio: Studio, poses: PoseSide) -> None:
                                   [ui.state, ui.editor, ui.pose_json], preprocess=False,
                                   api_name="pose_follow", api_visibility="private", **LIGHT)
     ui.frame_no.submit(errors(studio.show_frame), [ui.state, ui.frame_no], _frame_outputs(ui),
-                       api_name="select_frame", **LIGHT)
+                       preprocess=False, api_name="select_frame", **LIGHT)
     ui.candidates.select(studio.select_candidate, None, ui.cand_no, api_name="candidate_select",
                          api_visibility="private", **LIGHT)
     pinned = ui.use.click(gpu(errors(studio.use_candidate)), [ui.state, ui.frame_no, ui.cand_no],
-                          api_name="use_candidate", **_render_event(ui))
+                          preprocess=False, api_name="use_candidate", **_render_event(ui))
     redone = ui.regen.click(gpu(errors(studio.regenerate_frame)),
-                            [ui.state, ui.frame_no, *ui.form.values()],
+                            [ui.state, ui.frame_no, *ui.form.values()], preprocess=False,
                             api_name="regenerate_frame", **_render_event(ui))
     paced = ui.pace.click(gpu(errors(studio.even_pacing)), ui.state, api_name="even_pacing",
                           **_render_event(ui))
@@ -249,7 +275,7 @@ def _wire_pose(ui, poses: PoseSide) -> None:
 def _wire_outputs(ui, studio: Studio) -> None:
     """Re-export with new export knobs; load a project, then render it (cached frames reused)."""
     ui.reexport.click(errors(studio.export), ui.state, [ui.video, *ui.downloads],
-                      inputs_kwargs=ui.exports, api_name="export", **LIGHT)
+                      inputs_kwargs=ui.exports, preprocess=False, api_name="export", **LIGHT)
     restored = [ui.state, ui.image_a, ui.image_b, *[ui.knobs[f] for f in FORM_FIELDS],
                 *[ui.exports[f] for f in EXPORT_FIELDS], ui.status]
     ui.load.upload(errors(studio.load_project), [ui.state, ui.load], restored,
@@ -261,5 +287,6 @@ def _wire_outputs(ui, studio: Studio) -> None:
 
 
 def launch_options() -> dict:
-    """Options for demo.launch (Gradio 6 takes theme and css here)."""
-    return dict(css=CSS, theme=gr.themes.Soft(), max_file_size="50mb")
+    """Options for demo.launch (Gradio 6 takes theme and css here); uploads up to the limit."""
+    return dict(css=CSS, theme=gr.themes.Soft(),
+                max_file_size=f"{limits.current().upload_mb}mb")

@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from ui.handlers import load_upload
+from ui.handlers import _int
+from ui.sessions import Sessions
 from interp.errors import InputError
 from interp.pose.keypoints import Pose
 from interp.forms import settings_from_form
@@ -68,17 +69,18 @@ def parse_pose(value: Any) -> Pose:
 class PoseSide:
     """Server handlers of the pose section, over the shared frame store (for detection)."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, sessions: Sessions) -> None:
         self.store = store
+        self.sessions = sessions
 
     def load(self, session: Optional[Session], image_a: Any, image_b: Any, target: str,
              frame: Any, size: Any, fit: Any, pose_all_people: bool,
-             override: bool = True) -> tuple:
+             override: bool = True, request: gr.Request = None) -> tuple:
         """Editor value and JSON text for the chosen target (A, B or the selected frame)."""
-        session = session or Session()
+        session = self.sessions.get(session, request)
         for which, image in (("a", image_a), ("b", image_b)):
             if image is not None:
-                load_upload(session, which, image)
+                self.sessions.load_image(session, which, image)
         which, label, image, pose, note = self._lookup(session, target, frame, size, fit,
                                                        pose_all_people, override)
         if note:
@@ -90,6 +92,9 @@ class PoseSide:
         return session, value, pose_text(pose)
 
     def _lookup(self, session, target, frame, size, fit, all_people, override=True) -> tuple:
+        if target not in [t for _, t in TARGETS]:
+            raise gr.Error(f"target={str(target)[:40]!r} is not allowed: choose one of "
+                           f"{[t for _, t in TARGETS]}")
         if session.image_a is None or session.image_b is None:
             raise gr.Error("Upload both images (Image A and Image B) first.")
         which = target
@@ -140,20 +145,21 @@ class PoseSide:
                 frame_text)
 
     def reset(self, session: Optional[Session], image_a: Any, image_b: Any, target: str,
-              frame: Any, size: Any, fit: Any, pose_all_people: bool) -> tuple:
+              frame: Any, size: Any, fit: Any, pose_all_people: bool,
+              request: gr.Request = None) -> tuple:
         """Forget the drawn pose of the target (A/B: detect again; a frame: interpolate)."""
-        session = session or Session()
+        session = self.sessions.get(session, request)
         if target in ("a", "b"):
             session.set_pose(target, None)
         session, value, text = self.load(session, image_a, image_b, target, frame, size, fit,
-                                         pose_all_people, override=False)
+                                         pose_all_people, override=False, request=request)
         return session, value, text, "" if target == "frame" else gr.skip()
 
 
 def _frame_index(session: Session, frame: Any) -> int:
     if frame is None or session.plan is None:
         raise gr.Error("Click a frame in the strip first.")
-    index = int(frame)
+    index = _int(frame, "frame")
     if index not in session.frames:
         raise gr.Error(f"Frame {index} is not available yet.")
     return index

@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from interp.cli.flags import add_model_flags, add_settings_flags, engine_from_args, settings_from_args, write_json
+from interp.cli.flags import (add_model_flags, add_settings_flags, check_outputs, engine_from_args,
+                              settings_from_args, write_json)
 from interp.models.startup import add_store_flags
 
 
@@ -88,6 +89,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from interp.eval.harness import evaluate, folder_pairs, make_variants, toy_pairs
     from interp.metrics import get_distance
     from interp.toy.detect import CHECKS
+    check_outputs(args.out, args)
     ks = args.candidates
     args.candidates = None           # the per-column list is not a Settings value
     toy = _is_toy(args) or args.pairs is None
@@ -112,6 +114,7 @@ def run_respace(args: argparse.Namespace) -> int:
     from interp.images import load_image
     from interp.metrics import get_distance
     settings = _settings(args, _is_toy(args))
+    check_outputs(args.out, args)
     engine, _ = engine_from_args(args, settings)
     result, report = respace_render(engine, load_image(args.image_a), load_image(args.image_b),
                                     settings, {}, get_distance(args.distance), rounds=args.rounds)

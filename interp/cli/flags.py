@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -103,3 +104,18 @@ def engine_from_args(args: argparse.Namespace, settings: Settings,
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def check_outputs(out: Optional[Path], args: argparse.Namespace) -> None:
+    """Before any model work: --out is (or can become) a writable folder, --store likewise unless
+    'none', and --store-max-gb is a size >= 0. OSError/ValueError name the path and the cause."""
+    from interp.video import output_dir
+    if out is not None:
+        output_dir(out)
+    gb = getattr(args, "store_max_gb", None)
+    if gb is not None and not (math.isfinite(gb) and gb >= 0):
+        raise ValueError(f"--store-max-gb {gb!r} is not allowed: give a size in GB >= 0 "
+                         "(0 = no limit)")
+    store = getattr(args, "store", None)
+    if store is not None and str(store).lower() != "none":
+        output_dir(store)

@@ -14,6 +14,7 @@ from interp.cli.eval import add_eval_parser
 from interp.cli.plan import add_plan_parser
 from interp.cli.pose import add_pose_parser
 from interp.cli.render import add_render_parser
+from interp import limits
 from interp.errors import InterpError
 
 
@@ -35,9 +36,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        limits.current()               # an invalid INTERP_MAX_* variable stops every command
         return int(args.func(args) or 0)
-    except (InterpError, ValueError, TypeError) as exc:
+    except (InterpError, ValueError, TypeError, OSError) as exc:
         if args.verbose:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {one_line(exc)}\n")
         return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: '<path>: <cause>' for file errors, else its message."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -16,7 +16,8 @@ def add_plan_parser(sub) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from interp.plan import ddim_timesteps, make_plan
+    from interp.plan import make_plan
+    from interp.scheduler import ddim_timesteps
     settings = settings_from_args(args)
     plan = make_plan(settings, ddim_timesteps(settings.num_inference_steps).tolist())
     rows = plan.to_json()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -19,16 +20,21 @@ def add_pose_parser(sub) -> None:
 
 
 def run_pose(args: argparse.Namespace) -> int:
+    from interp.cli.render import read_json
     from interp.pose.keypoints import Pose
     from interp.pose.draw import render_pose
     if args.render is not None:
         if args.out is None:
             raise ValueError("--render needs --out skeleton.png")
-        pose = Pose.from_json(args.render.read_text())
+        _check_out(args.out, (".png", ".jpg", ".jpeg", ".webp", ".bmp"))
+        pose = Pose.from_json(read_json(args.render, "pose file"))
         render_pose(pose, pose.canvas_width, pose.canvas_height).save(args.out)
         return 0
     if not args.image:
         raise ValueError("give an IMAGE to detect a pose in, or --render FILE.json --out X.png")
+    if args.out is not None:
+        _check_out(args.out, (".json",))
+    _check_size(args.size)
     from interp.images import fit_image, load_image, target_size
     from interp.pose.detect import detect_pose
     image = load_image(args.image)
@@ -39,3 +45,21 @@ def run_pose(args: argparse.Namespace) -> int:
     if args.json or args.out is None:
         sys.stdout.write(text + "\n")
     return 0
+
+
+def _check_out(out: Path, suffixes: tuple) -> None:
+    """--out names a file with one of `suffixes` in a writable folder (checked before any work)."""
+    from interp.video import output_dir
+    if out.suffix.lower() not in suffixes:
+        raise ValueError(f"--out {out}: give a file name ending in {' or '.join(suffixes)}")
+    if out.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder: give a file name", str(out))
+    output_dir(out.parent)
+
+
+def _check_size(size: int) -> None:
+    from interp import limits
+    bound = limits.current().size
+    if not 64 <= size <= bound:
+        raise ValueError(f"--size {size} is not allowed: expected 64 to {bound} (this server's "
+                         f"limit, set by {limits.env_name('size')})")

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import re
 import sys
 from pathlib import Path
 
-from interp.cli.flags import (add_model_flags, add_settings_flags, engine_from_args, settings_from_args,
-                  write_json)
+from interp.cli.flags import (add_model_flags, add_settings_flags, check_outputs, engine_from_args,
+                              settings_from_args, write_json)
 from interp.models.startup import add_store_flags
 from interp.settings import Export, FrameEdit
 
@@ -68,21 +69,35 @@ def parse_edit(text: str) -> tuple:
 
 
 def _edit_value(key: str, value: str):
-    if key in ("strength", "noise"):
-        return float(value)
-    if key in ("seed", "candidate"):
-        return int(value)
+    try:
+        if key in ("strength", "noise"):
+            return float(value)
+        if key in ("seed", "candidate"):
+            return int(value)
+    except ValueError:
+        raise ValueError(f"{key}={value!r} is not a number") from None
     if key == "keyframe":
         return value.strip().lower() in ("1", "true", "yes", "on")
     if key == "pose":
-        return json.loads(Path(value).read_text())
+        return read_json(Path(value.strip()), "pose file")
     return value
+
+
+def read_json(path: Path, what: str):
+    """A JSON file's content; FileNotFoundError or ValueError naming the file and the problem."""
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"{what} not found" if not path.exists()
+                                else f"{what} is not a file", str(path))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: {what} is not valid JSON ({str(exc)[:100]})") from None
 
 
 def collect_edits(args: argparse.Namespace) -> dict:
     """Edits from --edits FILE, then --edit, --regenerate and --select, in that order."""
-    from interp.edits import edits_from_dict, regenerate, select
-    edits = edits_from_dict(json.loads(args.edits.read_text())) if args.edits else {}
+    from interp.edits import regenerate, select
+    edits = _edits_file(args.edits) if args.edits else {}
     for text in args.edit:
         frame, edit = parse_edit(text)
         edits[frame] = edit
@@ -97,6 +112,24 @@ def collect_edits(args: argparse.Namespace) -> dict:
     return edits
 
 
+def _edits_file(path: Path) -> dict:
+    from interp import limits
+    from interp.edits import edits_from_dict
+    data = read_json(path, "edits file")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: an edits file holds a JSON object such as "
+                         f'{{"8": {{"prompt": "a tiger"}}}}, not a {type(data).__name__}')
+    bound = limits.current().edits
+    if len(data) > bound:
+        raise ValueError(f"{path}: {len(data)} frame edits are over this server's limit of "
+                         f"{bound} (set by {limits.env_name('edits')})")
+    bad = [k for k, v in data.items() if not (k.isdigit() and isinstance(v, dict))]
+    if bad:
+        raise ValueError(f"{path}: entry {bad[0][:20]!r} must map a frame number to an object "
+                         "of FrameEdit fields")
+    return edits_from_dict(data)
+
+
 def run_render(args: argparse.Namespace) -> int:
     from interp.images import load_image
     from interp.models.startup import resolve_model
@@ -105,6 +138,7 @@ def run_render(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, resolve_model(args.model)[0])
     export = Export(fps=args.fps, pingpong=args.pingpong, loop=args.loop,
                     hold_first=args.hold_first, hold_last=args.hold_last)
+    check_outputs(args.out, args)      # before any model work: a bad --out fails now
     edits = collect_edits(args)
     image_a, image_b = load_image(args.image_a), load_image(args.image_b)
     poses = _load_poses(args)
@@ -139,7 +173,7 @@ def _load_poses(args: argparse.Namespace) -> dict:
     if not (args.pose_a or args.pose_b):
         return {}
     from interp.pose.keypoints import Pose
-    return {name: Pose.from_json(path.read_text()) if path else None
+    return {name: Pose.from_json(read_json(path, "pose file")) if path else None
             for name, path in (("pose_a", args.pose_a), ("pose_b", args.pose_b))}
 
 

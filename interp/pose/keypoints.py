@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from interp import limits
 from interp.errors import InputError, ModelUnavailable
 
 KEYPOINT_NAMES: tuple[str, ...] = (
@@ -37,11 +38,15 @@ def _check_number(value: Any, path: str) -> None:
         raise ValueError(f"{path} must be a number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{path} must be finite, got {value!r}")
+    if isinstance(value, int) and abs(value) > 2**53:   # beyond what JSON readers keep exactly
+        raise ValueError(f"{path} must be at most 2^53 in size, got {str(value)[:20]}...")
 
 
 def _check_canvas_size(value: Any, path: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{path} must be a positive integer, got {value!r}")
+        raise ValueError(f"{path} must be a positive integer, got {str(value)[:40]}")
+    if value > limits.current().pose_canvas:
+        raise ValueError(limits.over("pose_canvas", value, limits.current().pose_canvas, path))
 
 
 def _check_keypoint(kp: Sequence[Any], width: int, height: int, path: Any) -> None:
