@@ -18,31 +18,18 @@ Cost per injected step: 2 endpoint rows per CFG half (4 with guidance), whatever
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 
-
-class AttentionMode(str, Enum):
-    """How a frame's self-attention uses the endpoints."""
-    OFF = "off"
-    INTERPOLATE = "interpolate"   # keys/values mixed from the endpoints (DiffMorpher, AID inner)
-    EXTEND = "extend"             # attend to own + each endpoint's tokens (AID fused outer)
+from interp.settings import AttentionBlocks, AttentionMode
 
 
-class AttentionBlocks(str, Enum):
-    """Which UNet blocks' self-attention is injected."""
-    UP = "up"          # the decoder half (DiffMorpher's choice)
-    MID_UP = "mid_up"  # the bottleneck and the decoder
-    ALL = "all"        # every self-attention layer
-
-    @property
-    def prefixes(self) -> tuple:
-        return {"up": ("up_blocks",), "mid_up": ("mid_block", "up_blocks"),
-                "all": ("down_blocks", "mid_block", "up_blocks")}[self.value]
+PREFIXES = {AttentionBlocks.UP: ("up_blocks",), AttentionBlocks.MID_UP: ("mid_block", "up_blocks"),
+            AttentionBlocks.ALL: ("down_blocks", "mid_block", "up_blocks")}
 
 
 @dataclass(frozen=True)
@@ -63,7 +50,12 @@ class Injection:
         """How many of the frame's `total` denoising steps are injected (the first ones)."""
         if self.mode == AttentionMode.OFF or self.strength == 0:
             return 0
-        return min(total, max(1, round(self.share * total)))
+        return injected_steps(self.share, total)
+
+
+def injected_steps(share: float, total: int) -> int:
+    """The first ceil(share x total) of a frame's `total` steps (at least one, at most all)."""
+    return min(total, max(1, math.ceil(share * total - 1e-9)))
 
 
 @dataclass
@@ -142,7 +134,7 @@ def installed(unet, injection: Injection) -> Iterator[_State]:
     saved = unet.attn_processors
     state = _State(injection)
     chosen = {name: (EndpointAttnProcessor(p, state, name)
-                     if name.endswith("attn1.processor") and name.startswith(injection.blocks.prefixes)
+                     if name.endswith("attn1.processor") and name.startswith(PREFIXES[injection.blocks])
                      else p) for name, p in saved.items()}
     unet.set_attn_processor(dict(chosen))          # a copy: set_attn_processor empties its dict
     try:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from interp.errors import InputError
-from interp.settings import Fit
+from interp.settings import Fit, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +182,46 @@ def fit_image(image: Image.Image, size: tuple[int, int], fit: Fit = Fit.CROP) ->
                         centering=(0.5, 0.5))
 
 
-def prepare_pair(a: ImageSource, b: ImageSource, long_side: int = 512,
-                 fit: Fit = Fit.CROP) -> tuple[Image.Image, Image.Image]:
-    """Both inputs loaded and brought to the size given by A's aspect ratio and long_side."""
-    image_a, image_b = load_image(a), load_image(b)
-    size = target_size(image_a.width, image_a.height, long_side)
-    return fit_image(image_a, size, fit), fit_image(image_b, size, fit)
+NATIVE_AREA_SLACK = 1.25   # a working size may have up to 25% more or fewer pixels than native^2
+
+
+def native_size(width: int, height: int, native: int) -> tuple[int, int]:
+    """(w, h), multiples of 64, with about native^2 pixels and the aspect ratio of width:height (as
+    the SD / SDXL aspect buckets: 3:2 at 512^2 -> 576 x 384, 9:16 at 1024^2 -> 768 x 1344): the
+    least aspect error plus half the area error (in logs); the long side = native if none fits."""
+    area, aspect = native * native, width / height
+    best = None
+    for h in range(SIZE_MULTIPLE, 4 * native + 1, SIZE_MULTIPLE):
+        w = max(SIZE_MULTIPLE, SIZE_MULTIPLE * round(h * aspect / SIZE_MULTIPLE))
+        if area / NATIVE_AREA_SLACK <= w * h <= area * NATIVE_AREA_SLACK:
+            score = abs(math.log(w / h / aspect)) + abs(math.log(w * h / area)) / 2
+            best = min(best or (score, (w, h)), (score, (w, h)))
+    return best[1] if best else target_size(width, height, native)
+
+
+def working_size(width: int, height: int, settings: Settings, native: int) -> tuple[int, int]:
+    """The working size of inputs whose first is width x height: settings.width/height exactly,
+    else settings.size as the long side, else the model's native area at the input's aspect."""
+    if settings.width is not None:
+        return settings.width, settings.height
+    if settings.size is not None:
+        return target_size(width, height, settings.size)
+    return native_size(width, height, native)
+
+
+def prepare_images(sources: Sequence[ImageSource], settings: Settings,
+                   native: int) -> list[Image.Image]:
+    """Every input loaded and brought to one working size (from the first one's aspect ratio)."""
+    images = [load_image(s) for s in sources]
+    size = working_size(images[0].width, images[0].height, settings, native)
+    return [fit_image(im, size, settings.fit) for im in images]
+
+
+def prepare_pair(a: ImageSource, b: ImageSource, settings: Settings,
+                 native: int) -> tuple[Image.Image, Image.Image]:
+    """Both inputs at the working size (prepare_images of two)."""
+    image_a, image_b = prepare_images([a, b], settings, native)
+    return image_a, image_b
 
 
 def to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:

@@ -4,6 +4,9 @@ Starting from the plain prompt embeddings, the WHOLE [1, 77, d] output embedding
 ONE negative embedding shared by the pair are optimised with Adam (weights frozen). One optimiser
 over the three tensors takes two steps per iteration, as the paper's code does: one on image A
 (cond A + shared uncond), then one on image B (cond B + shared uncond); the uncond thus moves twice.
+When B has a negative prompt of its own (settings.negative_prompt_b), each image's step uses its
+own negative, and four tensors are learned. For SDXL the tensors hold both text encoders' states and
+the pooled embedding (interp.models.family), so inversion covers both encoders.
 Loss: MSE between the classifier-free-guided prediction u + s(c - u) (s = guidance_scale) and its
 target at a random DDIM index in the middle third of the schedule. The target is the noise for
 epsilon models, the velocity sqrt(abar_t) eps - sqrt(1 - abar_t) z0 (scheduler.get_velocity) for
@@ -41,7 +44,7 @@ from interp.text import TextConditions, plain_conditions
 
 log = logging.getLogger(__name__)
 
-NAMES = ("cond_a", "cond_b", "uncond")
+NAMES = ("cond_a", "cond_b", "uncond", "uncond_b")  # uncond_b only when B has its own negative
 JITTER = (0.1, 0.2, 0.2, 0.1)      # ColorJitter brightness, contrast, saturation, hue (paper code)
 CROP_SCALE = (0.7, 1.0)            # RandomResizedCrop area fraction (paper code)
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # torchvision's default aspect-ratio range
@@ -68,7 +71,8 @@ def invert(bundle, images: torch.Tensor, settings: Settings, store: Optional[Fra
     key = inversion_key(engine_identity(bundle), images, settings)
     record = store.get(key) if store is not None else None
     if record is not None:
-        conds = TextConditions(*(record.tensors[n].to(bundle.device, bundle.dtype) for n in NAMES))
+        conds = TextConditions(*(record.tensors[n].to(bundle.device, bundle.dtype) if n in
+                                 record.tensors else None for n in NAMES))
         return InversionResult(conds, tuple(record.meta["losses"]), True, key)
     params, pairs = _optimise(bundle, images, settings, on_event, cancel)
     losses = tuple((a + b) / 2 for a, b in pairs)
@@ -100,7 +104,7 @@ def _optimise(bundle, images: torch.Tensor, settings: Settings, on_event: EventC
     # 1. Plain embeddings as the start; float32 master copies are the only trainable tensors.
     plain = plain_conditions(bundle, settings)
     params = [t.detach().float().clone().requires_grad_(True)
-              for t in (plain.cond_a, plain.cond_b, plain.uncond)]
+              for t in (plain.cond_a, plain.cond_b, plain.uncond, plain.uncond_b) if t is not None]
     optimizer = torch.optim.Adam(params, lr=settings.invert_lr)
     scaler = torch.amp.GradScaler(bundle.device.type, enabled=bundle.dtype == torch.float16)
     # 2. The DDIM schedule the generation uses, and one generator for every random draw.
@@ -115,10 +119,11 @@ def _optimise(bundle, images: torch.Tensor, settings: Settings, on_event: EventC
             z0 = bundle.encode_images(augment(images, generator).to(bundle.device, bundle.dtype))
         pair = []
         for k, cond in enumerate(params[:2]):
-            loss = guided_loss(bundle, scheduler, z0[k:k + 1].float(), cond, params[2],
+            uncond = params[min(2 + k, len(params) - 1)]   # the shared negative, or each its own
+            loss = guided_loss(bundle, scheduler, z0[k:k + 1].float(), cond, uncond,
                                settings.guidance_scale, generator)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward(inputs=[cond, params[2]])  # weights get no .grad
+            scaler.scale(loss).backward(inputs=[cond, uncond])  # weights get no .grad
             scaler.step(optimizer)
             scaler.update()
             pair.append(float(loss.detach()))

@@ -20,9 +20,10 @@ INVERSION_VERSION = "textual-inversion-1"  # bump when the optimisation changes 
 # noise level, seeds, text conditions, control images, parents). The key-completeness test checks
 # that every Settings field reaches some frame key.
 FRAME_FIELDS = ("scheme", "num_inference_steps", "eta", "guidance_scale")
+# ... and with endpoint attention on, its knobs (off: the keys of the paper's frames, unchanged).
+ATTENTION_FIELDS = ("attention", "attention_strength", "attention_share", "attention_blocks")
 # Settings fields the textual inversion reads.
-INVERSION_FIELDS = ("invert_steps", "invert_lr", "guidance_scale", "num_inference_steps", "seed",
-                    "negative_prompt")
+INVERSION_FIELDS = ("invert_steps", "invert_lr", "guidance_scale", "num_inference_steps", "seed")
 
 
 def engine_identity(bundle) -> str:
@@ -48,9 +49,11 @@ def frame_key(*, identity: str, settings: Settings, node, ddim_index: int, seeds
     `node` is the plan's FrameNode; `control` an interp.sampling.Control or None; `parents` is
     [(parent key, parent's chosen candidate), ...]: a pick in a parent changes this key.
     """
+    attention = settings.attention.value != "off" and settings.attention_strength > 0
+    fields = FRAME_FIELDS + (ATTENTION_FIELDS if attention else ())
     return content_hash({
         "engine": ENGINE_VERSION, "model": identity,
-        "settings": {name: getattr(settings, name) for name in FRAME_FIELDS},
+        "settings": {name: getattr(settings, name) for name in fields},
         "index": node.index, "position": float(node.position), "level": node.level,
         "weight": float(node.weight), "ddim_index": ddim_index, "candidates": len(seeds),
         "seeds": list(seeds), "cond": tensor_key(cond), "uncond": tensor_key(uncond),
@@ -70,7 +73,9 @@ def inversion_key(identity: str, images: torch.Tensor, settings: Settings) -> st
     return content_hash({
         "kind": "textual-inversion", "version": INVERSION_VERSION, "model": identity,
         "images": images.detach().float().cpu().contiguous(),
-        "prompts": list(settings.prompt_pair),
+        "prompts": list(settings.prompt_pair), "negative_prompt": settings.negative_prompt,
+        **({} if settings.negative_prompt_b is None else
+           {"negative_prompts": list(settings.negative_pair)}),
         "height": int(images.shape[-2]), "width": int(images.shape[-1]),
         **{name: getattr(settings, name) for name in INVERSION_FIELDS},
     })

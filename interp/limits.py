@@ -21,7 +21,7 @@ class Limits:
     """Upper bounds (inclusive); the defaults are what a real use needs and no more."""
     frames: int = 129          # 2^7 + 1: twice the paper's largest run (65 frames)
     candidates: int = 16       # twice the paper's 8 per frame
-    size: int = 1024           # long side in pixels: SDXL's native size (SD 1.5: 512, SD 2.1: 768)
+    size: int = 1536           # long side in pixels: SDXL's widest native bucket (1536 x 640)
     steps: int = 1000          # DDIM steps S: the models are trained on 1000 timesteps
     invert_steps: int = 1000   # textual inversion: twice the paper's 500 iterations
     hold_frames: int = 300     # extra copies of the first/last frame: 10 s at 30 fps

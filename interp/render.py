@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from interp import baselines
+from interp.attention import Injection, injected_steps
 from interp.edits import check_edits
 from interp.events import (CancelToken, DenoiseStep, Done, EventCallback, FrameReady, FrameStarted,
                            PlanReady, ignore_event)
@@ -25,7 +26,7 @@ from interp.results import FrameResult, RenderResult
 from interp.sampling import (Control, Guidance, cfg_factor, denoise, derive_seed, make_generator,
                              noised_slerp, randn)
 from interp.scheduler import by_index
-from interp.settings import FrameEdit, Scheme, Settings, candidates_for_level
+from interp.settings import AttentionMode, FrameEdit, Scheme, Settings, candidates_for_level
 from interp.store import FrameStore, Record
 from interp.text import TextPath, plain_conditions
 
@@ -49,6 +50,7 @@ class FrameContext:
     cancel: Optional[CancelToken]
     max_batch: Optional[int]          # most candidates per denoising batch (None: all)
     warnings: list                    # messages for the user, collected during the render
+    endpoints: tuple = ()             # clean latents of both inputs (endpoint attention)
 
 
 @dataclass
@@ -79,7 +81,8 @@ class Job:
         ordered = tuple(self.frames[i] for i in range(len(ctx.plan.nodes)))
         return RenderResult(
             frames=ordered, plan=ctx.plan, settings=ctx.settings, edits=self.edits, counts=counts,
-            expected_counts=expected_counts(ordered, ctx.settings, self.inversion_steps),
+            expected_counts=expected_counts(ordered, ctx.settings, self.inversion_steps,
+                                            ctx.max_batch),
             warnings=tuple(ctx.warnings), inversion_steps=self.inversion_steps)
 
 
@@ -119,7 +122,7 @@ class Interpolator:
         """Everything before the first in-between frame: inputs, plan, text conditions, poses."""
         edits = check_edits(edits or {}, settings.frames)
         # 1. Inputs at one size, and their clean latents (cached by content).
-        a, b = prepare_pair(image_a, image_b, settings.size, settings.fit)
+        a, b = prepare_pair(image_a, image_b, settings, self.bundle.native_size)
         z_a, z_b = self._endpoint_latents(a), self._endpoint_latents(b)
         # 2. The plan on this model's DDIM schedule; callers see it before any frame.
         scheduler = self.bundle.make_scheduler(settings.num_inference_steps)
@@ -139,18 +142,22 @@ class Interpolator:
             path=TextPath(self.bundle, conds, positions, edits),
             controls=self._controls(a, b, settings, edits, positions, pose_a, pose_b, on_event,
                                     cancel),
-            on_event=on_event, cancel=cancel, max_batch=self.max_batch, warnings=[])
+            on_event=on_event, cancel=cancel, max_batch=self.max_batch, warnings=[],
+            endpoints=(z_a, z_b))
         return Job(ctx, edits, frames, inverted, (z_a, z_b))
 
     # -- what a render prepares ----------------------------------------------------------------
     def _endpoint_latents(self, image) -> torch.Tensor:
+        """An input's clean latent from the store, or encoded and stored; always the stored copy,
+        so a frame made from it is the same bit for bit whether the latent was just encoded or not
+        (a fresh VAE output can have another memory layout, which CPU kernels round differently)."""
         key = endpoint_key(self.identity, image)
         record = self.store.get(key)
         if record is None:
             with torch.no_grad():
                 z = self.bundle.encode_images(to_tensor([image]).to(self.bundle.device,
                                                                     self.bundle.dtype))
-            record = Record(tensors={"latents": z.float().cpu()})
+            record = Record(tensors={"latents": z.float().cpu()}).copy()
             self.store.put(key, record)
         return record.tensors["latents"].float()
 
@@ -223,6 +230,7 @@ def generate(ctx: FrameContext, i: int, parents: tuple, ddim_index: int, guidanc
     start = noised_slerp(ctx.scheduler, z_lo, z_hi, ctx.plan.nodes[i].weight, eps,
                          ctx.timesteps[ddim_index])
     size = ctx.max_batch or len(gens)
+    injection = frame_injection(ctx, i, eps[:1])
     chunks = []
     for lo in range(0, len(gens), size):
         part = gens[lo:lo + size]
@@ -232,12 +240,29 @@ def generate(ctx: FrameContext, i: int, parents: tuple, ddim_index: int, guidanc
         with torch.no_grad():
             chunks.append(denoise(bundle, ctx.scheduler, start[lo:lo + size], ddim_index,
                                   guidance, part, ctx.settings.eta, control=batch_control,
-                                  cancel=ctx.cancel,
+                                  cancel=ctx.cancel, injection=injection,
                                   on_step=lambda n, total: ctx.on_event(DenoiseStep(i, n, total))))
     latents = torch.cat(chunks)
     with torch.no_grad():
         images = to_pil(bundle.decode_latents(latents.to(bundle.dtype)).float())
     return Record(tensors={"latents": latents.float().cpu()}, images=tuple(images))
+
+
+def frame_injection(ctx: FrameContext, i: int, eps: torch.Tensor) -> Optional[Injection]:
+    """Frame i's endpoint attention (interp.attention), or None when it is off: the endpoints'
+    latents, text conditions and poses, and the noise of the frame's first candidate."""
+    s = ctx.settings
+    if s.attention == AttentionMode.OFF or s.attention_strength == 0:
+        return None
+    last = len(ctx.plan.nodes) - 1
+    (cond_a, uncond_a), (cond_b, uncond_b) = ctx.path.at(0), ctx.path.at(last)
+    control = None
+    if ctx.controls is not None:
+        ends = (ctx.controls[0], ctx.controls[last])
+        control = Control(torch.cat([c.images for c in ends]), torch.cat([c.scales for c in ends]))
+    return Injection(s.attention, s.attention_strength, s.attention_share, s.attention_blocks,
+                     ctx.plan.nodes[i].position, torch.cat(ctx.endpoints), eps,
+                     torch.cat([cond_a, cond_b]), torch.cat([uncond_a, uncond_b]), control)
 
 
 def candidate_scores(ctx: FrameContext, key: str, images: tuple) -> Optional[tuple]:
@@ -291,14 +316,22 @@ def baseline_frames(ctx: FrameContext, z_a: torch.Tensor, z_b: torch.Tensor) -> 
 
 # -- counts --------------------------------------------------------------------------------------------
 
-def expected_counts(frames, settings: Settings, inversion_steps: int) -> dict:
+def expected_counts(frames, settings: Settings, inversion_steps: int,
+                    max_batch: Optional[int] = None) -> dict:
     """Analytic minimum of UNet rows: sum over generated frames of K x (DDIM steps run) x CFG,
-    plus 2 x CFG rows per textual-inversion iteration run (one step on A, one on B)."""
+    plus 2 x CFG rows per textual-inversion iteration run (one step on A, one on B), plus with
+    endpoint attention 2 endpoint rows x CFG per injected step of each candidate batch."""
     if settings.scheme != Scheme.METHOD:
         return {}
     factor = cfg_factor(settings.guidance_scale)
     gen = [f for f in frames if f.generated]
-    return {"unet_rows": sum(len(f.images) * (f.ddim_index + 1) * factor for f in gen)
-            + 2 * inversion_steps * factor,
+    rows = sum(len(f.images) * (f.ddim_index + 1) * factor for f in gen)
+    endpoint_rows = 0
+    if settings.attention != AttentionMode.OFF and settings.attention_strength > 0:
+        for f in gen:
+            steps = injected_steps(settings.attention_share, f.ddim_index + 1)
+            batches = -(-len(f.images) // (max_batch or len(f.images)))
+            endpoint_rows += 2 * steps * factor * batches
+    return {"unet_rows": rows + 2 * inversion_steps * factor + endpoint_rows,
             "vae_decode_rows": sum(len(f.images) for f in gen),
-            "inversion_steps": inversion_steps}
+            "inversion_steps": inversion_steps, "endpoint_rows": endpoint_rows}

@@ -15,7 +15,7 @@ from typing import Mapping, Optional
 from interp.edits import check_inbetween
 from interp.events import (CancelToken, DenoiseStep, Done, EventCallback, FrameReady, FrameStarted,
                            PlanReady, ignore_event)
-from interp.images import fit_image, load_image, target_size
+from interp.images import prepare_images
 from interp.plan import Plan, make_plan
 from interp.results import RenderResult
 from interp.scheduler import by_index
@@ -95,11 +95,9 @@ class TimelineResult:
         }
 
 
-def prepare_keyframes(timeline: Timeline, settings: Settings) -> list:
+def prepare_keyframes(timeline: Timeline, settings: Settings, native: int) -> list:
     """Every keyframe on one canvas: the size from keyframe 0's aspect ratio, each fitted to it."""
-    images = [load_image(k.image) for k in timeline.keyframes]
-    size = target_size(images[0].width, images[0].height, settings.size)
-    return [fit_image(im, size, settings.fit) for im in images]
+    return prepare_images([k.image for k in timeline.keyframes], settings, native)
 
 
 def plan_timeline(engine, timeline: Timeline, settings: Settings, fps: float = 10.0) -> tuple:
@@ -132,7 +130,7 @@ def render_timeline(engine, timeline: Timeline, settings: Settings,
     """Generate (or reuse) every frame of the timeline, coarse to fine across all segments."""
     start = engine.bundle.counter.snapshot()
     # 1. One canvas for every keyframe; each segment's Settings and plan; the whole plan first.
-    images = prepare_keyframes(timeline, settings)
+    images = prepare_keyframes(timeline, settings, engine.bundle.native_size)
     seg_settings, plan = plan_timeline(engine, timeline, settings, fps)
     local_edits = split_edits(edits or {}, plan)
     on_event(PlanReady(plan, settings, tuple(images)))

@@ -98,11 +98,11 @@ class Session:
     def set_pose(self, which: str, pose: Optional[Pose]) -> None:
         setattr(self, _attr("pose", which), pose)
 
-    def prepared(self, settings: Settings) -> tuple:
+    def prepared(self, settings: Settings, native: int = 512) -> tuple:
         """Both inputs at the working size (what the model and the pose canvas see)."""
         if self.image_a is None or self.image_b is None:
             raise InputError("upload both images (Image A and Image B) first")
-        return prepare_pair(self.image_a, self.image_b, settings.size, settings.fit)
+        return prepare_pair(self.image_a, self.image_b, settings, native)
 
     def endpoint_pose(self, which: str, settings: Settings, store) -> tuple:
         """(pose, note): the user's pose, else the detected one (cached), else an empty pose."""
@@ -172,7 +172,7 @@ class Session:
     def _begin(self, engine, settings: Settings, edits: Optional[Mapping]) -> None:
         from interp.plan import make_plan
         from interp.scheduler import ddim_timesteps
-        a, b = self.prepared(settings)
+        a, b = self.prepared(settings, engine.bundle.native_size)
         self.notes = []
         if edits is not None:
             self.edits = dict(edits)

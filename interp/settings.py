@@ -6,12 +6,12 @@ names are the CLI flags (with dashes), the app's mapping and the project file's 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping, Optional
 
 from interp import limits
+from interp.checks import check, is_int, real, short, string, whole
 
 
 class Scheme(str, Enum):
@@ -46,6 +46,20 @@ class Fit(str, Enum):
     PAD = "pad"    # letterbox with black
 
 
+class AttentionMode(str, Enum):
+    """How a frame's self-attention uses the endpoints (interp.attention; beyond the paper)."""
+    OFF = "off"
+    INTERPOLATE = "interpolate"   # keys/values mixed from the endpoints (DiffMorpher, AID inner)
+    EXTEND = "extend"             # attend to own + each endpoint's tokens (AID fused outer)
+
+
+class AttentionBlocks(str, Enum):
+    """Which UNet blocks' self-attention is injected."""
+    UP = "up"          # the decoder half (DiffMorpher's choice)
+    MID_UP = "mid_up"  # the bottleneck and the decoder
+    ALL = "all"        # every self-attention layer
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run depends on, apart from the inputs, per-frame edits and the model."""
@@ -68,7 +82,8 @@ class Settings:
     # text
     prompt: str = ""                 # shared prompt, or prompt of image A when prompt_b is set
     prompt_b: Optional[str] = None   # prompt of image B (None: same as prompt)
-    negative_prompt: str = ""
+    negative_prompt: str = ""        # shared negative, or negative of image A when set for B too
+    negative_prompt_b: Optional[str] = None  # negative of image B (None: shared, as the paper)
     invert_steps: int = 0            # textual inversion iterations (0 = off; paper: 500)
     invert_lr: float = 1e-4          # Adam learning rate (paper: 1e-4)
     # pose
@@ -79,8 +94,16 @@ class Settings:
     # ranking
     rank_positive: str = ""          # CLIP positive text; empty with rank_negative empty = no ranking
     rank_negative: str = ""
+    # endpoint attention (beyond the paper; interp.attention)
+    attention: AttentionMode = AttentionMode.OFF
+    attention_strength: float = 0.5  # 0 = the paper's frames, 1 = full injection
+    attention_share: float = 0.5     # the first share of each frame's denoising steps
+    attention_blocks: AttentionBlocks = AttentionBlocks.UP
     # inputs
-    size: int = 512                  # long side in pixels; both sides are multiples of 64
+    size: Optional[int] = None       # long side in pixels (multiple of 64); None: the model's
+    #                                  native area (512^2, 768^2, 1024^2) at the input's aspect
+    width: Optional[int] = None      # exact working size (both, multiples of 64): wins over size
+    height: Optional[int] = None
     fit: Fit = Fit.CROP
 
     def __post_init__(self) -> None:
@@ -93,6 +116,12 @@ class Settings:
     def prompt_pair(self) -> tuple:
         """(prompt of A, prompt of B)."""
         return self.prompt, self.prompt if self.prompt_b is None else self.prompt_b
+
+    @property
+    def negative_pair(self) -> tuple:
+        """(negative prompt of A, of B): one shared negative unless negative_prompt_b is set."""
+        b = self.negative_prompt if self.negative_prompt_b is None else self.negative_prompt_b
+        return self.negative_prompt, b
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -113,15 +142,15 @@ class Export:
 
     def __post_init__(self) -> None:
         lim = limits.current()
-        _real("fps", self.fps)
-        _check(self.fps > 0, "fps", self.fps, "a positive number")
+        real("fps", self.fps)
+        check(self.fps > 0, "fps", self.fps, "a positive number")
         if self.fps > lim.fps:
             raise ValueError(f"fps={self.fps!r} is not allowed: expected at most {lim.fps}, "
                              f"this server's limit, set by {limits.env_name('fps')}")
-        _check(isinstance(self.pingpong, bool), "pingpong", self.pingpong, "true or false")
-        _whole("loop", self.loop, 0, lim.gif_loop, "gif_loop", " (0 = forever)")
+        check(isinstance(self.pingpong, bool), "pingpong", self.pingpong, "true or false")
+        whole("loop", self.loop, 0, lim.gif_loop, "gif_loop", " (0 = forever)")
         for name in ("hold_first", "hold_last"):
-            _whole(name, getattr(self, name), 0, lim.hold_frames, "hold_frames")
+            whole(name, getattr(self, name), 0, lim.hold_frames, "hold_frames")
 
 
 @dataclass(frozen=True)
@@ -138,20 +167,20 @@ class FrameEdit:
 
     def __post_init__(self) -> None:
         lim = limits.current()
-        _real("strength", self.strength)
-        _check(0.0 <= self.strength <= 1.0, "strength", self.strength, "a number in [0, 1]")
+        real("strength", self.strength)
+        check(0.0 <= self.strength <= 1.0, "strength", self.strength, "a number in [0, 1]")
         if self.noise is not None:
-            _real("noise", self.noise)
-            _check(0.0 < self.noise < 1.0, "noise", self.noise, "a fraction in (0, 1)")
+            real("noise", self.noise)
+            check(0.0 < self.noise < 1.0, "noise", self.noise, "a fraction in (0, 1)")
         if self.candidate is not None:
-            _whole("candidate", self.candidate, 0, lim.candidates - 1, "candidates")
+            whole("candidate", self.candidate, 0, lim.candidates - 1, "candidates")
         if self.seed is not None:
-            _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed", self.seed,
+            check(is_int(self.seed) and 0 <= self.seed < 2**63, "seed", self.seed,
                    "an integer in [0, 2^63)")
         for name in ("prompt", "negative_prompt"):
-            _text(name, getattr(self, name), lim, optional=True)
-        _check(isinstance(self.keyframe, bool), "keyframe", self.keyframe, "true or false")
-        _check(self.pose is None or isinstance(self.pose, dict), "pose", self.pose,
+            string(name, getattr(self, name), lim, optional=True)
+        check(isinstance(self.keyframe, bool), "keyframe", self.keyframe, "true or false")
+        check(self.pose is None or isinstance(self.pose, dict), "pose", self.pose,
                "an OpenPose JSON object or null")
 
     def replace(self, **changes: Any) -> "FrameEdit":
@@ -191,29 +220,41 @@ def candidates_for_level(settings: Settings, level: int) -> int:
 def validate(s: Settings) -> None:
     """Raise ValueError naming the first impossible field; upper bounds come from interp.limits."""
     lim = limits.current()
-    _whole("frames", s.frames, 3, lim.frames, "frames", " (both inputs included)")
-    _whole("num_inference_steps", s.num_inference_steps, 2, lim.steps, "steps")
+    whole("frames", s.frames, 3, lim.frames, "frames", " (both inputs included)")
+    whole("num_inference_steps", s.num_inference_steps, 2, lim.steps, "steps")
     for name in _REAL_FIELDS:
-        _real(name, getattr(s, name))
-    _check(0.0 < s.noise_min <= s.noise_max < 1.0, "noise_min/noise_max",
+        real(name, getattr(s, name))
+    check(0.0 < s.noise_min <= s.noise_max < 1.0, "noise_min/noise_max",
            (s.noise_min, s.noise_max), "fractions with 0 < noise_min <= noise_max < 1")
-    _check(0.0 <= s.eta <= 1.0, "eta", s.eta, "a number in [0, 1]")
-    _check(0.0 <= s.guidance_scale <= 50.0, "guidance_scale", s.guidance_scale, "in [0, 50]")
-    _check(s.curve_alpha > 0 and s.curve_beta > 0, "curve_alpha/curve_beta",
+    check(0.0 <= s.eta <= 1.0, "eta", s.eta, "a number in [0, 1]")
+    check(0.0 <= s.guidance_scale <= 50.0, "guidance_scale", s.guidance_scale, "in [0, 50]")
+    check(s.curve_alpha > 0 and s.curve_beta > 0, "curve_alpha/curve_beta",
            (s.curve_alpha, s.curve_beta), "positive numbers")
     _candidates(s.candidates, lim)
-    _whole("invert_steps", s.invert_steps, 0, lim.invert_steps, "invert_steps", " (0 = off)")
-    _check(0.0 < s.invert_lr < 1.0, "invert_lr", s.invert_lr, "a number in (0, 1)")
-    _whole("size", s.size, 64, lim.size, "size", " in pixels")
-    _check(s.size % 64 == 0, "size", s.size, "a multiple of 64 (64, 128, ..., 512, ...)")
-    _check(_is_int(s.seed) and 0 <= s.seed < 2**63, "seed", s.seed, "an integer in [0, 2^63)")
-    _check(0.0 <= s.control_peak <= 10.0, "control_peak", s.control_peak, "in [0, 10]")
-    _check(0.0 <= s.controlnet_conditioning_scale <= 10.0, "controlnet_conditioning_scale",
+    whole("invert_steps", s.invert_steps, 0, lim.invert_steps, "invert_steps", " (0 = off)")
+    check(0.0 < s.invert_lr < 1.0, "invert_lr", s.invert_lr, "a number in (0, 1)")
+    for name in ("size", "width", "height"):
+        value = getattr(s, name)
+        if value is not None:
+            whole(name, value, 64, lim.size, "size", " in pixels")
+            check(value % 64 == 0, name, value, "a multiple of 64 (64, 128, ..., 512, ...)")
+    check((s.width is None) == (s.height is None), "width/height", (s.width, s.height),
+          "both or neither (the exact working size)")
+    real("attention_strength", s.attention_strength)
+    real("attention_share", s.attention_share)
+    check(0.0 <= s.attention_strength <= 1.0, "attention_strength", s.attention_strength,
+          "a number in [0, 1]")
+    check(0.0 < s.attention_share <= 1.0, "attention_share", s.attention_share,
+          "a share of the steps in (0, 1]")
+    check(is_int(s.seed) and 0 <= s.seed < 2**63, "seed", s.seed, "an integer in [0, 2^63)")
+    check(0.0 <= s.control_peak <= 10.0, "control_peak", s.control_peak, "in [0, 10]")
+    check(0.0 <= s.controlnet_conditioning_scale <= 10.0, "controlnet_conditioning_scale",
            s.controlnet_conditioning_scale, "in [0, 10]")
-    for name in ("prompt", "negative_prompt", "rank_positive", "rank_negative", "prompt_b"):
-        _text(name, getattr(s, name), lim, optional=name == "prompt_b")
+    for name in ("prompt", "negative_prompt", "rank_positive", "rank_negative", "prompt_b",
+                 "negative_prompt_b"):
+        string(name, getattr(s, name), lim, optional=name.endswith("_b"))
     for name in ("pose", "pose_all_people"):
-        _check(isinstance(getattr(s, name), bool), name, getattr(s, name), "true or false")
+        check(isinstance(getattr(s, name), bool), name, getattr(s, name), "true or false")
     _curve_points(s, lim)
 
 
@@ -221,40 +262,8 @@ _REAL_FIELDS = ("noise_min", "noise_max", "eta", "guidance_scale", "curve_alpha"
                 "invert_lr", "control_peak", "controlnet_conditioning_scale")
 
 
-def _check(ok: bool, name: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={_short(value)} is not allowed: expected {expected}")
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """repr(value), cut to `limit` characters (a message never echoes a huge input)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _real(name: str, value: Any) -> None:
-    """A number (int or float, not bool or text) that is finite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}={value!r} is not allowed: expected a number"
-                         + (" (write it without quotes)" if isinstance(value, str) else ""))
-    _check(math.isfinite(value), name, value, "a finite number")
-
-
-def _whole(name: str, value: Any, low: int, bound: int, limit: str, note: str = "") -> None:
-    """A whole number from low to bound; past the bound the message names its variable."""
-    expected = f"a whole number from {low} to {bound}{note}"
-    _check(_is_int(value) and value >= low, name, value, expected)
-    if value > bound:
-        raise ValueError(f"{name}={value!r} is not allowed: expected {expected}; {bound} is "
-                         f"this server's limit, set by {limits.env_name(limit)}")
-
-
 def _candidates(value: Any, lim: "limits.Limits") -> None:
-    _whole("candidates", value, 0, lim.candidates, "candidates", " (0 = the paper's rule)")
+    whole("candidates", value, 0, lim.candidates, "candidates", " (0 = the paper's rule)")
     if value == 0 and not lim.paper_rule:
         raise ValueError(f"candidates=0 (the paper's {limits.PAPER_CANDIDATES}, 7, 6, ... per "
                          f"level) is not allowed here: this server allows at most "
@@ -262,29 +271,19 @@ def _candidates(value: Any, lim: "limits.Limits") -> None:
                          f"{lim.candidates}")
 
 
-def _text(name: str, value: Any, lim: "limits.Limits", optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    _check(isinstance(value, str), name, value, "a string" + (" or null" if optional else ""))
-    if len(value) > lim.prompt_chars:
-        raise ValueError(f"{name} is {len(value)} characters long, over this server's limit of "
-                         f"{lim.prompt_chars} (set by {limits.env_name('prompt_chars')}): "
-                         f"shorten it (CLIP reads only the first 77 tokens)")
-
-
 def _curve_points(s: Settings, lim: "limits.Limits") -> None:
     points = s.curve_points
-    _check(isinstance(points, (tuple, list)), "curve_points", points, "a list of (x, y) pairs")
+    check(isinstance(points, (tuple, list)), "curve_points", points, "a list of (x, y) pairs")
     if len(points) > lim.curve_points:
         raise ValueError(f"curve_points has {len(points)} points, over this server's limit of "
                          f"{lim.curve_points} (set by {limits.env_name('curve_points')})")
     for i, point in enumerate(points):
-        _check(isinstance(point, (tuple, list)) and len(point) == 2, f"curve_points[{i}]", point,
+        check(isinstance(point, (tuple, list)) and len(point) == 2, f"curve_points[{i}]", point,
                "an (x, y) pair")
         for value in point:
-            _real(f"curve_points[{i}]", value)
+            real(f"curve_points[{i}]", value)
     if s.curve == Curve.CUSTOM:
-        _check(len(points) >= 1, "curve_points", points,
+        check(len(points) >= 1, "curve_points", points,
                "at least one (x, y) point for the custom curve")
 
 
@@ -297,7 +296,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_ENUMS = {"curve": Curve, "noise_shape": NoiseShape, "scheme": Scheme, "fit": Fit}
+_ENUMS = {"curve": Curve, "noise_shape": NoiseShape, "scheme": Scheme, "fit": Fit,
+          "attention": AttentionMode, "attention_blocks": AttentionBlocks}
 
 
 def _coerce_fields(cls: type, data: dict) -> dict:
@@ -330,5 +330,5 @@ def _pairs(points: Any) -> tuple:
         if isinstance(points, (list, tuple)) and len(points) > bound:
             raise ValueError(f"curve_points has {len(points)} points, over this server's limit "
                              f"of {bound} (set by {limits.env_name('curve_points')})") from None
-        raise ValueError(f"curve_points={_short(points)} is not allowed: expected a list of "
+        raise ValueError(f"curve_points={short(points)} is not allowed: expected a list of "
                          "[x, y] number pairs, e.g. [[0.25, 0.1], [0.75, 0.9]]") from None

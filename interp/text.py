@@ -82,23 +82,32 @@ def encode_prompts(bundle, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True)
 class TextConditions:
-    """Positive embeddings of image A and B and the shared negative embedding, [1, 77, d] each."""
+    """Positive embeddings of image A and B and the negative one, [1, L, d] each; uncond_b is B's
+    own negative when its negative prompt differs (None: the negative is shared, as the paper's)."""
     cond_a: torch.Tensor
     cond_b: torch.Tensor
     uncond: torch.Tensor
+    uncond_b: Optional[torch.Tensor] = None
+
+    @property
+    def uncond_pair(self) -> tuple:
+        """(negative of A, negative of B)."""
+        return self.uncond, self.uncond if self.uncond_b is None else self.uncond_b
 
     def __post_init__(self) -> None:
-        shapes = {tuple(t.shape) for t in (self.cond_a, self.cond_b, self.uncond)}
+        shapes = {tuple(t.shape) for t in (self.cond_a, self.cond_b, *self.uncond_pair)}
         if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[0] != 1:
-            raise ValueError(f"TextConditions need three [1, L, d] tensors of one shape, got {shapes}")
+            raise ValueError(f"TextConditions need [1, L, d] tensors of one shape, got {shapes}")
 
 
 def plain_conditions(bundle, settings: Settings) -> TextConditions:
     """The plain prompt embeddings: settings.prompt_pair and settings.negative_prompt, no inversion."""
     prompt_a, prompt_b = settings.prompt_pair
     emb = encode_prompts(bundle, [prompt_a, prompt_b])
-    uncond = encode_prompt(bundle, settings.negative_prompt, negative=True)[0]
-    return TextConditions(emb[prompt_a], emb[prompt_b], uncond)
+    neg_a, neg_b = settings.negative_pair
+    uncond = encode_prompt(bundle, neg_a, negative=True)[0]
+    uncond_b = None if neg_b == neg_a else encode_prompt(bundle, neg_b, negative=True)[0]
+    return TextConditions(emb[prompt_a], emb[prompt_b], uncond, uncond_b)
 
 
 def _between(p0: torch.Tensor, p1: torch.Tensor, weight: float) -> torch.Tensor:
@@ -146,7 +155,7 @@ class TextPath:
         self.edits = _effective_edits(edits or {}, len(self.positions))
         prompts = [p for e in self.edits.values() for p in (e.prompt, e.negative_prompt) if p is not None]
         self.overrides = encode_prompts(bundle, prompts)
-        ends = ((conds.cond_a, conds.cond_b, "prompt"), (conds.uncond, conds.uncond, "negative_prompt"))
+        ends = ((conds.cond_a, conds.cond_b, "prompt"), (*conds.uncond_pair, "negative_prompt"))
         self._paths = tuple(_Path(start, end, self._keyframes(_Path(start, end, {}), field))
                             for start, end, field in ends)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.attention import AttentionBlocks, AttentionMode, Injection, installed
+from interp.attention import Injection, installed
+from interp.settings import AttentionBlocks, AttentionMode
 from interp.models.bundle import load_bundle
 from interp.sampling import Guidance, add_noise, denoise, make_generator
 from interp.scheduler import by_index
@@ -81,7 +82,7 @@ def test_endpoint_rows_are_the_endpoints_noised_to_the_frames_timestep(bundle):
     expected_t = [int(t) for t in by_index(scheduler)[[4, 3, 2, 1, 0]]]
     assert [t for _, t in seen] == expected_t                        # the frame's own timesteps
     injected = [s for s in seen if s[0].shape[0] == 2 * (3 + 2)]
-    assert len(injected) == 2                                        # round(0.5 x 5) -> 2 steps
+    assert len(injected) == 3                                        # ceil(0.5 x 5) -> 3 steps
     for sample, t in injected:
         ends = add_noise(scheduler, z, eps.expand(2, -1, -1, -1), t)
         for half in (0, 5):                                          # uncond and cond halves
@@ -146,3 +147,43 @@ def test_extend_at_weight_zero_attends_to_own_and_endpoint_a_tokens(bundle):
     ref = torch.nn.functional.scaled_dot_product_attention(split(q), split(k), split(v))
     ref = attn.to_out[0](ref.transpose(1, 2).reshape(1, -1, q.shape[-1]))[0]
     torch.testing.assert_close(out[row], ref, atol=1e-5, rtol=1e-4)
+
+
+# -- in a render -----------------------------------------------------------------------------------
+
+def _render_settings():
+    from interp.settings import Settings
+    return Settings(frames=5, num_inference_steps=8, size=64, candidates=2, prompt="a photo",
+                    guidance_scale=4.0)
+
+
+def test_a_render_with_strength_zero_is_the_render_without_attention(bundle, photo_pair):
+    from interp.render import Interpolator
+    from interp.store import FrameStore
+    s = _render_settings()
+    off = Interpolator(bundle, FrameStore()).render(*photo_pair, s)
+    zero = Interpolator(bundle, FrameStore()).render(
+        *photo_pair, s.replace(attention=AttentionMode.EXTEND, attention_strength=0.0))
+    assert [f.key for f in zero.frames] == [f.key for f in off.frames]
+    assert all(torch.equal(a.latents, b.latents) for a, b in zip(off.frames, zero.frames))
+
+
+def test_attention_in_a_render_costs_its_endpoint_rows_and_leaves_no_trace(bundle, photo_pair):
+    from interp.render import Interpolator
+    from interp.store import FrameStore
+    s = _render_settings()
+    on = s.replace(attention=AttentionMode.INTERPOLATE, attention_strength=0.8,
+                   attention_share=0.5)
+    engine = Interpolator(bundle, FrameStore())
+    first = engine.render(*photo_pair, on)
+    # By hand: S = 8 -> DDIM index 4 (5 steps) for the middle frame, 2 (3 steps) for frames 1, 3;
+    # 2 candidates x 2 (CFG) rows a step, plus 2 endpoint rows x 2 (CFG) for the first
+    # ceil(0.5 x steps) steps: 3 (of 5), 2 and 2 (of 3).
+    assert first.counts["rows"]["unet"] == (5 + 3 + 3) * 2 * 2 + (3 + 2 + 2) * 2 * 2
+    assert first.expected_counts["unet_rows"] == first.counts["rows"]["unet"]
+    after = engine.render(*photo_pair, s)                       # attention off again
+    fresh = Interpolator(load_bundle(bundle.name), FrameStore()).render(*photo_pair, s)
+    assert all(torch.equal(a.latents, b.latents) for a, b in zip(after.frames, fresh.frames))
+    assert not torch.equal(after.frames[2].latents, first.frames[2].latents)
+    back = engine.render(*photo_pair, on)                       # toggling back reuses
+    assert back.generated == [] and back.counts["rows"]["unet"] == 0

@@ -22,7 +22,7 @@ from interp.images import (
     to_pil,
     to_tensor,
 )
-from interp.settings import Fit
+from interp.settings import Fit, Settings
 
 SIZE = (32, 24)
 
@@ -252,7 +252,7 @@ def test_fit_image_rejects():
 def test_prepare_pair_uses_a_aspect(tmp_path):
     path_b = tmp_path / "b.png"
     path_b.write_bytes(encode(Image.new("RGB", (100, 300), (0, 0, 255)), "PNG"))
-    a, b = prepare_pair(three_bands(300, 200), path_b, long_side=128, fit=Fit.PAD)
+    a, b = prepare_pair(three_bands(300, 200), path_b, Settings(size=128, fit=Fit.PAD), 512)
     assert a.size == b.size == (128, 64)  # 300x200 -> 128 x 85.3 -> 64
     assert b.getpixel((0, 32)) == (0, 0, 0) and b.getpixel((64, 32)) == (0, 0, 255)
 
@@ -282,3 +282,27 @@ def test_tensor_conversion_rejects():
         to_tensor([Image.new("RGB", (4, 4)), Image.new("RGB", (4, 5))])
     with pytest.raises(ValueError, match="shape"):
         to_pil(torch.zeros(1, 4, 2, 2))
+
+
+@pytest.mark.parametrize("width, height, native, expected", [
+    (3000, 2000, 512, (576, 384)),      # 3:2 at about 512^2 (the SD 1.x bucket)
+    (900, 1600, 512, (384, 704)),       # 9:16
+    (3000, 2000, 768, (960, 640)),      # SD 2.x-768
+    (900, 1600, 1024, (768, 1344)),     # SDXL's 9:16 bucket
+    (2000, 2000, 1024, (1024, 1024)),
+])
+def test_native_size_keeps_the_aspect_at_the_family_scale(width, height, native, expected):
+    from interp.images import native_size
+    w, h = native_size(width, height, native)
+    assert (w, h) == expected and w % 64 == 0 and h % 64 == 0
+    assert 1 / 1.25 <= w * h / native ** 2 <= 1.25                  # about native^2 pixels
+    assert abs(w / h - width / height) / (width / height) < 0.05    # the aspect ratio, within 5%
+
+
+def test_working_size_order_exact_then_long_side_then_native():
+    from interp.images import working_size
+    assert working_size(300, 200, Settings(width=128, height=192), 512) == (128, 192)
+    assert working_size(300, 200, Settings(size=128), 512) == (128, 64)
+    assert working_size(300, 200, Settings(), 512) == (576, 384)
+    with pytest.raises(ValueError, match="both or neither"):
+        Settings(width=128)

@@ -14,18 +14,23 @@ from interp.models.bundle import load_bundle
 from interp.pose.keypoints import Pose
 from interp.rank import build_tiny_clip
 from interp.render import Interpolator
-from interp.settings import Curve, FrameEdit, Settings
+from interp.settings import AttentionMode, Curve, FrameEdit, Settings
 from interp.store import FrameStore
 
 BASE = Settings(frames=9, num_inference_steps=6, size=64, candidates=2, prompt="a photo",
                 negative_prompt="blurry", rank_positive="sharp", rank_negative="smeared",
                 invert_steps=1, invert_lr=0.05, pose=True, seed=3)
 # Fields that only act in some configuration: the base they are changed from.
+ATTENTION_ON = {"attention": AttentionMode.INTERPOLATE}
 CONTEXT = {"curve_alpha": {"curve": Curve.BETA}, "curve_beta": {"curve": Curve.BETA},
-           "curve_points": {"curve": Curve.CUSTOM, "curve_points": ((0.5, 0.4),)}}
+           "curve_points": {"curve": Curve.CUSTOM, "curve_points": ((0.5, 0.4),)},
+           "attention_strength": ATTENTION_ON, "attention_share": ATTENTION_ON,
+           "attention_blocks": ATTENTION_ON, "width": {"width": 64, "height": 64},
+           "height": {"width": 64, "height": 64}}
 # Values that the generic rule below would get wrong (multiples of 64, valid fractions, ...).
 CHANGED = {"size": 128, "noise_min": 0.1, "noise_max": 0.8, "curve_points": ((0.5, 0.6),),
-           "prompt_b": "another photo", "frames": 7}
+           "prompt_b": "another photo", "frames": 7, "negative_prompt_b": "grainy",
+           "width": 128, "height": 128}
 # Settings fields that do not affect any frame's pixels (checked below, not trusted).
 NOT_PIXELS: frozenset = frozenset()
 

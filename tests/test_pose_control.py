@@ -53,7 +53,7 @@ def test_controlnet_sees_each_frames_rendered_pose_with_ramped_scale(bundle, pho
 
 def photo_pair_resized(pair):
     from interp.images import prepare_pair
-    return prepare_pair(*pair, 64)
+    return prepare_pair(*pair, Settings(size=64), 512)
 
 
 def test_pose_override_regenerates_only_that_frame_and_descendants(bundle, photo_pair):

@@ -97,7 +97,7 @@ def run_eval(args: argparse.Namespace) -> int:
     ks = ks or [settings.candidates]
     distance = get_distance(args.distance)
     pairs = (folder_pairs(args.pairs) if args.pairs is not None
-             else toy_pairs(args.toy_pairs or 8, args.pair_seed, settings.size, args.same_colour))
+             else toy_pairs(args.toy_pairs or 8, args.pair_seed, settings.size or 64, args.same_colour))
     engine, note = engine_from_args(args, settings.replace(candidates=max(ks + [0])))
     ev = evaluate(engine, pairs, settings, make_variants(args.schemes, ks), distance=distance,
                   distance_name=args.distance, checks=CHECKS if args.pairs is None else None)

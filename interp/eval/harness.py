@@ -192,7 +192,7 @@ def render_variant(engine, pair: Pair, variant: Variant, settings: Settings,
     """(frames, UNet rows, [(candidates, chosen index)] of the in-between frames) of one variant on
     one pair."""
     if variant.scheme == ALPHA_BLEND:
-        a, b = prepare_pair(pair.image_a, pair.image_b, settings.size, settings.fit)
+        a, b = prepare_pair(pair.image_a, pair.image_b, settings, engine.bundle.native_size)
         positions = curve_positions(settings.frames, settings.curve, settings.curve_alpha,
                                     settings.curve_beta, settings.curve_points)
         frames = alpha_blend_frames(a, b, positions)

@@ -95,6 +95,11 @@ class ModelBundle:
         return make_scheduler(self.scheduler_config, num_inference_steps)
 
     @property
+    def native_size(self) -> int:
+        """The side of the square the model was trained at: 512 (SD 1.x), 768 (SD 2.x-768), 1024."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    @property
     def vae_scale_factor(self) -> int:
         """Pixels per latent cell along each side (8 for Stable Diffusion)."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
