@@ -33,10 +33,18 @@ def bounded_preset(name: str, **needs: Any) -> Settings:
     return Settings(**limits.current().clamp({**_SETTINGS_DEFAULTS, **PRESETS[name], **needs}))
 
 
+# Settings fields whose None is a blank widget: text (None = as the other image), sizes (0 = auto)
+OPTIONAL_TEXT = ("prompt_b", "negative_prompt_b")
+OPTIONAL_SIZE = ("size", "width", "height")
+
+
 def form_from_settings(settings: Settings) -> dict:
     """Settings -> widget values (the inverse of settings_from_form)."""
     out = settings.to_dict()
-    out["prompt_b"] = out["prompt_b"] or ""
+    for name in OPTIONAL_TEXT:
+        out[name] = out[name] or ""
+    for name in OPTIONAL_SIZE:
+        out[name] = out[name] or 0
     out["curve_points"] = [list(p) for p in settings.curve_points]
     return out
 
@@ -80,8 +88,10 @@ def _blank_none(value: Any, name: str = "prompt_b") -> Optional[str]:
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """A widget's value as the type of the field's default (ints must be whole numbers)."""
-    if name == "prompt_b":
-        return _blank_none(value)
+    if name in OPTIONAL_TEXT:
+        return _blank_none(value, name)
+    if name in OPTIONAL_SIZE:
+        return None if _empty(value) or value in (0, "0") else _number(name, value, whole=True)
     if name == "curve_points":
         return _points(value)
     if isinstance(default, bool):

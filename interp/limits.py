@@ -19,7 +19,8 @@ ENV_PREFIX = "INTERP_MAX_"
 @dataclass(frozen=True)
 class Limits:
     """Upper bounds (inclusive); the defaults are what a real use needs and no more."""
-    frames: int = 129          # 2^7 + 1: twice the paper's largest run (65 frames)
+    frames: int = 129          # 2^7 + 1: twice the paper's largest run (65 frames), per segment
+    keyframes: int = 16        # images in one timeline: a long morph through many
     candidates: int = 16       # twice the paper's 8 per frame
     size: int = 1536           # long side in pixels: SDXL's widest native bucket (1536 x 640)
     steps: int = 1000          # DDIM steps S: the models are trained on 1000 timesteps

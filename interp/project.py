@@ -1,5 +1,6 @@
-"""A whole project as one JSON file: both inputs (PNG, base64, with content hashes), Settings, frame
-edits, seeds, poses and export knobs. Loading validates everything and names the bad field.
+"""A whole project as one JSON file: the keyframes (PNG, base64, with content hashes) with their
+prompts and poses, the segments, Settings, frame edits, seeds and export knobs. Loading validates
+everything and names the bad field. Version 1 files (two images) load as two-keyframe timelines.
 
 The images are embedded losslessly, so a loaded project hashes to the same frame keys and reuses
 every cached frame (architecture: "Load project ... reuses cached frames").
@@ -18,15 +19,15 @@ from PIL import Image
 
 from interp import limits
 from interp.errors import InputError
+from interp.hashing import content_hash
 from interp.images import load_image
 from interp.pose.keypoints import Pose
 from interp.settings import Export, FrameEdit, Settings
-from interp.hashing import content_hash
+from interp.timeline import Keyframe, Segment, Timeline, layout, two_image
 
 FORMAT = "interp-project"
-VERSION = 1
+VERSION = 2                      # 2: timelines of keyframes; 1: two images (still read)
 MAX_MODEL_CHARS = 500            # the model identity is a few ids and hashes
-_EXPORT_FIELDS = ("fps", "pingpong", "loop", "hold_first", "hold_last")
 
 ProjectSource = Union[str, Path, bytes, Mapping]
 
@@ -34,33 +35,29 @@ ProjectSource = Union[str, Path, bytes, Mapping]
 @dataclass(frozen=True)
 class Project:
     """Everything needed to re-render a sequence; `model` and `seeds` are informational."""
-    image_a: Image.Image
-    image_b: Image.Image
+    timeline: Timeline
     settings: Settings = field(default_factory=Settings)
-    edits: dict = field(default_factory=dict)          # {frame: FrameEdit}
+    edits: dict = field(default_factory=dict)          # {global frame: FrameEdit}
     export: Export = field(default_factory=Export)
-    pose_a: Optional[Pose] = None                      # None: detected when pose guidance is on
-    pose_b: Optional[Pose] = None
     model: Optional[str] = None                        # bundle identity it was made with
     seeds: dict = field(default_factory=dict)          # {frame: [candidate seeds]} of the last render
 
     def __post_init__(self) -> None:
-        for name in ("image_a", "image_b"):
-            if not isinstance(getattr(self, name), Image.Image):
-                raise TypeError(f"{name} must be a PIL image, got {type(getattr(self, name)).__name__}")
-        _check_edits(self.edits, self.settings.frames)
+        if not isinstance(self.timeline, Timeline):
+            raise TypeError(f"timeline must be a Timeline, got {type(self.timeline).__name__}")
+        _check_edits(self.edits, layout(self.timeline, self.settings, self.export.fps))
 
     def to_json(self) -> dict:
         """The JSON document (images as base64 PNG with their content hashes)."""
         return {
             "format": FORMAT, "version": VERSION, "model": self.model,
-            "inputs": {"a": _image_entry(self.image_a), "b": _image_entry(self.image_b)},
+            "keyframes": [_keyframe_entry(k) for k in self.timeline.keyframes],
+            "segments": [s.to_dict() for s in self.timeline.segments],
+            "loop": self.timeline.loop,
             "settings": self.settings.to_dict(),
             "edits": {str(i): e.to_dict() for i, e in sorted(self.edits.items())},
             "seeds": {str(i): list(s) for i, s in sorted(self.seeds.items())},
-            "poses": {"a": self.pose_a.to_json() if self.pose_a else None,
-                      "b": self.pose_b.to_json() if self.pose_b else None},
-            "export": {name: getattr(self.export, name) for name in _EXPORT_FIELDS},
+            "export": self.export.to_dict(),
         }
 
 
@@ -85,23 +82,64 @@ def _load(data: dict) -> Project:
     if data.get("format") != FORMAT:
         raise InputError(f"this is not an interp project file (format={data.get('format')!r}; "
                          f"expected {FORMAT!r})")
-    if data.get("version") != VERSION:
+    if data.get("version") not in (1, VERSION):
         raise InputError(f"project version {data.get('version')!r} is not supported "
-                         f"(this interp reads version {VERSION})")
-    inputs = _section(data, "inputs", dict)
+                         f"(this interp reads versions 1 and {VERSION})")
     settings = _parse("settings", lambda: Settings.from_dict(_section(data, "settings", dict)))
+    export = _parse("export", lambda: Export.from_dict(_section(data, "export", dict, {})))
+    timeline = _timeline_v1(data, settings) if data["version"] == 1 else _timeline(data)
     edits = _parse("edits", lambda: _edits(_section(data, "edits", dict, {})))
-    _parse("edits", lambda: _check_edits(edits, settings.frames))
-    export = _parse("export", lambda: _export(_section(data, "export", dict, {})))
-    poses = _section(data, "poses", dict, {})
+    _parse("edits", lambda: _check_edits(edits, layout(timeline, settings, export.fps)))
     model = data.get("model")
     if model is not None and not (isinstance(model, str) and len(model) <= MAX_MODEL_CHARS):
         raise InputError(f"project field 'model' must be a string of at most {MAX_MODEL_CHARS} "
                          f"characters or null, got {type(model).__name__}")
-    return Project(image_a=_image(inputs, "a"), image_b=_image(inputs, "b"), settings=settings,
-                   edits=edits, export=export, pose_a=_pose(poses, "a"), pose_b=_pose(poses, "b"),
-                   model=model, seeds=_parse("seeds", lambda: _seeds(_section(data, "seeds", dict,
-                                                                                  {}))))
+    seeds = _parse("seeds", lambda: _seeds(_section(data, "seeds", dict, {})))
+    return Project(timeline, settings, edits, export, model, seeds)
+
+
+def _timeline_v1(data: dict, settings: Settings) -> Timeline:
+    """A version 1 project's two images and poses as a two-keyframe timeline."""
+    inputs, poses = _section(data, "inputs", dict), _section(data, "poses", dict, {})
+    return two_image(_image(inputs.get("a"), "inputs.a"), _image(inputs.get("b"), "inputs.b"),
+                     settings, _pose(poses.get("a"), "poses.a"), _pose(poses.get("b"), "poses.b"))
+
+
+def _timeline(data: dict) -> Timeline:
+    raw = _section(data, "keyframes", list)
+    bound = limits.current().keyframes
+    if not 2 <= len(raw) <= bound:
+        raise InputError(f"project field 'keyframes' has {len(raw)} entries: expected 2 to {bound} "
+                         f"(this server's limit, set by {limits.env_name('keyframes')})")
+    keyframes = [_keyframe(entry, f"keyframes[{k}]") for k, entry in enumerate(raw)]
+    segments = _parse("segments", lambda: [Segment.from_dict(s) for s in
+                                           _section(data, "segments", list, [])])
+    loop = data.get("loop", False)
+    if not isinstance(loop, bool):
+        raise InputError(f"project field 'loop' must be true or false, got {loop!r}")
+    return _parse("segments", lambda: Timeline(tuple(keyframes), tuple(segments), loop))
+
+
+def _keyframe_entry(keyframe: Keyframe) -> dict:
+    return {"image": _image_entry(keyframe.image), "prompt": keyframe.prompt,
+            "negative_prompt": keyframe.negative_prompt,
+            "pose": keyframe.pose.to_json() if keyframe.pose else None}
+
+
+def _keyframe(entry: Any, where: str) -> Keyframe:
+    if not isinstance(entry, dict):
+        raise InputError(f"{where} must be an object with an image, prompt, negative_prompt, pose")
+    unknown = sorted(set(entry) - {"image", "prompt", "negative_prompt", "pose"})
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {unknown}")
+    texts = {name: entry.get(name) for name in ("prompt", "negative_prompt")}
+    for name, value in texts.items():
+        if value is not None and not (isinstance(value, str)
+                                      and len(value) <= limits.current().prompt_chars):
+            raise InputError(f"{where}.{name} must be text (at most "
+                             f"{limits.current().prompt_chars} characters) or null")
+    return Keyframe(_image(entry.get("image"), f"{where}.image"), **texts,
+                    pose=_pose(entry.get("pose"), f"{where}.pose"))
 
 
 # -- pieces ------------------------------------------------------------------------------------
@@ -159,10 +197,8 @@ def _image_entry(image: Image.Image) -> dict:
             "hash": content_hash(image), "size": list(image.size)}
 
 
-def _image(inputs: dict, which: str) -> Image.Image:
-    """Decode inputs[which] and check it against its recorded content hash."""
-    entry = inputs.get(which)
-    where = f"inputs.{which}"
+def _image(entry: Any, where: str) -> Image.Image:
+    """Decode an image entry and check it against its recorded content hash."""
     if not isinstance(entry, dict) or not isinstance(entry.get("png"), str):
         raise InputError(f"{where} must hold the image as base64 PNG ('png') and its 'hash'")
     try:
@@ -194,38 +230,30 @@ def _edits(raw: dict) -> dict:
     return out
 
 
-def _check_edits(edits: Mapping, frames: int) -> None:
+def _check_edits(edits: Mapping, where) -> None:
+    """Every edit is a FrameEdit of an in-between frame of the timeline's Layout `where`."""
     for i, edit in edits.items():
         if not isinstance(edit, FrameEdit):
             raise TypeError(f"edits[{i}] must be a FrameEdit, got {type(edit).__name__}")
-        if not (isinstance(i, int) and 0 < i < frames - 1):
-            raise ValueError(f"edit for frame {i} is out of range: in-between frames are "
-                             f"1..{frames - 2}")
+        where.locate(i)
         if edit.pose is not None:
             Pose.from_json(edit.pose)
 
 
-def _export(raw: dict) -> Export:
-    unknown = sorted(set(raw) - set(_EXPORT_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown export field(s) {unknown}; known: {list(_EXPORT_FIELDS)}")
-    return Export(**raw)
-
-
-def _pose(poses: dict, which: str) -> Optional[Pose]:
-    value = poses.get(which)
+def _pose(value: Any, where: str) -> Optional[Pose]:
     if value is None:
         return None
     try:
         return Pose.from_json(value)
     except InputError as exc:
-        raise InputError(f"poses.{which}: {exc}") from None
+        raise InputError(f"{where}: {exc}") from None
 
 
 def _seeds(raw: dict) -> dict:
     lim, out = limits.current(), {}
-    if len(raw) > lim.frames:
-        raise ValueError(f"seeds has {len(raw)} frames, more than this server's {lim.frames}")
+    if len(raw) > lim.frames * lim.keyframes:
+        raise ValueError(f"seeds has {len(raw)} frames, more than this server's "
+                         f"{lim.frames * lim.keyframes}")
     for key, value in raw.items():
         if not (isinstance(key, str) and key.isdigit()) or not isinstance(value, list) or len(
                 value) > max(lim.candidates, limits.PAPER_CANDIDATES) or not all(

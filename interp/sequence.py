@@ -10,49 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
-from interp.edits import check_inbetween
 from interp.events import (CancelToken, DenoiseStep, Done, EventCallback, FrameReady, FrameStarted,
                            PlanReady, ignore_event)
 from interp.images import prepare_images
-from interp.plan import Plan, make_plan
-from interp.results import RenderResult
+from interp.plan import make_plan
 from interp.scheduler import by_index
 from interp.settings import FrameEdit, Settings
-from interp.timeline import Timeline, segment_settings
+from interp.timeline import Layout, Timeline, segment_settings
 
 
 @dataclass(frozen=True)
-class TimelinePlan:
-    """Every segment's plan and where its frames sit in the whole sequence."""
-    plans: tuple                      # Plan per segment
-    offsets: tuple                    # global number of each segment's first frame
-    loop: bool
-
-    @property
-    def total(self) -> int:
-        """Frames in the sequence: sum of segment frames minus shared keyframes (and the seam)."""
-        return self.offsets[-1] + len(self.plans[-1].nodes) - (1 if self.loop else 0)
-
-    @property
-    def keyframes(self) -> tuple:
-        """Global numbers of the keyframes."""
-        return self.offsets if self.loop else self.offsets + (self.total - 1,)
-
-    def global_index(self, s: int, local: int) -> int:
-        """Global number of frame `local` of segment s (a loop's last frame is frame 0)."""
-        g = self.offsets[s] + local
-        return 0 if self.loop and g == self.total else g
-
-    def locate(self, index: int) -> tuple:
-        """(segment, local index) of an in-between frame given by its global number."""
-        check_inbetween(index, self.total + (1 if self.loop else 0), "frame")
-        if index in self.keyframes:
-            raise ValueError(f"frame {index} is a keyframe (an input image): it cannot be edited")
-        s = max(k for k, off in enumerate(self.offsets) if off < index)
-        return s, index - self.offsets[s]
-
+class TimelinePlan(Layout):
+    """Every segment's plan, and where its frames sit in the whole sequence (Layout)."""
+    plans: tuple = ()                 # Plan per segment
 
 
 @dataclass(frozen=True)
@@ -103,13 +75,9 @@ def prepare_keyframes(timeline: Timeline, settings: Settings, native: int) -> li
 def plan_timeline(engine, timeline: Timeline, settings: Settings, fps: float = 10.0) -> tuple:
     """(each segment's Settings, the TimelinePlan) on the engine's DDIM schedule (no model call)."""
     seg_settings = [segment_settings(timeline, settings, s, fps) for s in range(len(timeline.pairs))]
-    plans, offsets, offset = [], [], 0
-    for s in seg_settings:
-        timesteps = by_index(engine.bundle.make_scheduler(s.num_inference_steps)).tolist()
-        plans.append(make_plan(s, timesteps))
-        offsets.append(offset)
-        offset += s.frames - 1
-    return seg_settings, TimelinePlan(tuple(plans), tuple(offsets), timeline.loop)
+    plans = tuple(make_plan(s, by_index(engine.bundle.make_scheduler(s.num_inference_steps)).tolist())
+                  for s in seg_settings)
+    return seg_settings, TimelinePlan(tuple(s.frames for s in seg_settings), timeline.loop, plans)
 
 
 def split_edits(edits: Mapping[int, FrameEdit], plan: TimelinePlan) -> list:
@@ -125,14 +93,20 @@ def split_edits(edits: Mapping[int, FrameEdit], plan: TimelinePlan) -> list:
 
 def render_timeline(engine, timeline: Timeline, settings: Settings,
                     edits: Optional[Mapping[int, FrameEdit]] = None, *, fps: float = 10.0,
+                    segment_edits: Optional[Sequence[Mapping]] = None,
                     on_event: EventCallback = ignore_event,
                     cancel: Optional[CancelToken] = None) -> TimelineResult:
-    """Generate (or reuse) every frame of the timeline, coarse to fine across all segments."""
+    """Generate (or reuse) every frame of the timeline, coarse to fine across all segments.
+    Edits: {global frame: FrameEdit}, or segment_edits: one {local frame: FrameEdit} per segment."""
     start = engine.bundle.counter.snapshot()
     # 1. One canvas for every keyframe; each segment's Settings and plan; the whole plan first.
     images = prepare_keyframes(timeline, settings, engine.bundle.native_size)
     seg_settings, plan = plan_timeline(engine, timeline, settings, fps)
-    local_edits = split_edits(edits or {}, plan)
+    if segment_edits is not None:
+        local_edits = [dict(e) for e in segment_edits]
+        edits = {plan.global_index(s, i): e for s, m in enumerate(local_edits) for i, e in m.items()}
+    else:
+        local_edits = split_edits(edits or {}, plan)
     on_event(PlanReady(plan, settings, tuple(images)))
     # 2. Prepare every segment (latents, conditions, poses), its events in global numbers.
     jobs = []

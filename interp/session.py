@@ -1,161 +1,251 @@
-"""One user's studio session, as the app drives it: inputs, poses, frame edits, the last render,
-its exports and project file (widget values become Settings in interp.forms).
+"""One user's studio session: the keyframes (images with prompts and poses), the segments between
+them, frame edits, and the last render, fed by the engine's events (interp.sequence).
 
-The session runs Interpolator.render in a worker thread and hands its events to the caller as
-they arrive (`stream`), so a UI can show frames coarse to fine and cancel between steps.
+A keyframe slot has a stable id, so a segment's settings and its frame edits (kept by the pair of
+keyframes it joins and the frame's index inside it) survive adding, removing and reordering other
+keyframes. Rendering runs in a worker thread; `stream` hands its events to the caller as they come,
+so a UI shows frames coarse to fine and can cancel between steps.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
-import os
 import queue
-import re
-import shutil
-import tempfile
 import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Optional
 
 from interp import limits
+from interp.edits import regenerate, select
 from interp.errors import Cancelled, InputError
-from interp.events import CancelToken, Done, FrameReady
-from interp.images import load_image, prepare_pair, shrink_to
+from interp.events import CancelToken, Done, FrameReady, PlanReady
+from interp.exports import ExportFolder
+from interp.images import load_image, prepare_images, shrink_to
 from interp.pose.keypoints import Pose, PoseUnavailable, interpolate_pose
 from interp.project import Project
-from interp.edits import regenerate, select
-from interp.video import pid_alive
 from interp.settings import Export, FrameEdit, Settings
+from interp.timeline import Keyframe, Segment, Timeline, layout
 
 log = logging.getLogger(__name__)
 
 _END = object()
-SESSION_PREFIX = "interp-session-"      # + "<pid>-<random>": one folder per session
-KEEP_EXPORTS = 2                        # the last complete export and the one before it
+_IDS = itertools.count(1)
 
 
-# -- frames as the UI sees them ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FrameView:
-    """A finished frame: candidates, scores, the chosen one, and where it sits in the plan."""
-    index: int
-    position: float
-    level: int
-    images: tuple
-    scores: Optional[tuple] = None
-    chosen: int = 0
-    generated: bool = False
-    seeds: tuple = ()
-    ddim_index: Optional[int] = None
-
-    @property
-    def image(self):
-        return self.images[self.chosen]
+@dataclass
+class Slot:
+    """One keyframe of the studio: its image (no larger than any working size needs), where it
+    came from, its prompts and pose, and an id that stays with it when keyframes move."""
+    image: Any
+    source: Optional[str] = None             # the upload path it came from (the file rule)
+    prompt: Optional[str] = None             # None: the run's prompt
+    negative_prompt: Optional[str] = None    # None: the run's negative prompt
+    pose: Optional[Pose] = None              # a drawn pose (None: detected when needed)
+    id: int = dataclasses.field(default_factory=lambda: next(_IDS))
 
 
 class Session:
-    """Inputs, poses, edits and the last render of one user; frame operations re-render the last run."""
+    """Keyframes, segments, edits and the last render of one user."""
 
     def __init__(self) -> None:
-        self.image_a = self.image_b = None       # RGB PIL images, no larger than any size needs
-        self.sources: dict = {"a": None, "b": None}   # the upload path each image came from
+        self.slots: list = []
+        self.loop = False
+        self.segments: dict = {}                 # (id, id) -> Segment of the pair
+        self.edits: dict = {}                    # ((id, id), local index) -> FrameEdit
         self.uploads: set = set()                # upload paths this session was given
-        self.pose_a: Optional[Pose] = None        # user-drawn poses (None: detect when needed)
-        self.pose_b: Optional[Pose] = None
         self.settings: Optional[Settings] = None  # of the last render
-        self.edits: dict = {}
         self.export = Export()
-        self.result = None                        # RenderResult of the render shown (None: running)
-        self.done: Optional[tuple] = None         # (RenderResult, Project) of the last complete one
-        self._inputs: tuple = ()                  # images and poses the running render uses
-        self.frames: dict = {}                    # index -> FrameView (also of a cancelled run)
-        self.plan = None
+        self.plan = None                         # TimelinePlan of the render shown
+        self.frames: dict = {}                   # global index -> FrameResult (also when cancelled)
+        self.result = None                       # TimelineResult of the render shown (None: running)
+        self.done: Optional[tuple] = None        # (TimelineResult, Project) of the last complete one
         self.cancelled = False
         self.selected: Optional[int] = None      # the frame open in the UI's frame panel
         self.notes: list = []
-        self.pacing: Optional[dict] = None        # {"before", "after"} of the last even-pacing run
-        self._pacing: Optional[tuple] = None      # (before, distance) while one runs
+        self.pacing: Optional[dict] = None       # {"before", "after", "line"} of the last re-pacing
+        self._pacing: Optional[tuple] = None
+        self._pairs: tuple = ()                  # the (id, id) of each segment of the render shown
         self._token = CancelToken()
-        self._out_root: Optional[Path] = None
-        self._runs = 0
-        self._exporting = threading.Lock()      # one export of this session at a time
+        self._files = ExportFolder()
 
-    # -- inputs and poses ------------------------------------------------------------------------
-    def set_image(self, which: str, source: Any) -> Any:
-        """Load and keep input `which` ("a"/"b"); None clears it. InputError explains bad files.
-        The image is kept no larger than the largest working size needs (limits.size)."""
-        image = None if source is None else load_image(source, keep=limits.current().size)
-        self.sources[which] = source if isinstance(source, str) else None
-        old = getattr(self, _attr("image", which))
-        if not _same_image(old, image):
-            setattr(self, _attr("pose", which), None)  # a drawn pose belongs to its image
-        setattr(self, _attr("image", which), image)
+    # -- keyframes -----------------------------------------------------------------------------
+    def set_keyframe(self, k: int, source: Any) -> Any:
+        """Load keyframe k's image (k == the count: a new keyframe at the end); None removes it."""
+        if source is None:
+            if k < len(self.slots):
+                self.remove_keyframe(k)
+            return None
+        image = load_image(source, keep=limits.current().size)
+        path = source if isinstance(source, str) else None
+        if k == len(self.slots):
+            self._check_count(len(self.slots) + 1)
+            self.slots.append(Slot(image, path))
+        else:
+            slot = self._slot(k)
+            if not _same_image(slot.image, image):
+                slot.pose = None                  # a drawn pose belongs to its image
+            slot.image, slot.source = image, path
         return image
 
-    def set_pose(self, which: str, pose: Optional[Pose]) -> None:
-        setattr(self, _attr("pose", which), pose)
+    def set_image(self, which: str, source: Any) -> Any:
+        """Image A or B of a two-image session: keyframe 0 or 1."""
+        k = {"a": 0, "b": 1}.get(which)
+        if k is None:
+            raise ValueError(f"which={which!r} is not allowed: expected 'a' or 'b'")
+        if k > len(self.slots):
+            raise InputError("upload Image A first")
+        return self.set_keyframe(k, source)
 
-    def prepared(self, settings: Settings, native: int = 512) -> tuple:
-        """Both inputs at the working size (what the model and the pose canvas see)."""
-        if self.image_a is None or self.image_b is None:
-            raise InputError("upload both images (Image A and Image B) first")
-        return prepare_pair(self.image_a, self.image_b, settings, native)
+    def remove_keyframe(self, k: int) -> None:
+        self._slot(k)
+        del self.slots[k]
 
-    def endpoint_pose(self, which: str, settings: Settings, store) -> tuple:
-        """(pose, note): the user's pose, else the detected one (cached), else an empty pose."""
-        image = self.prepared(settings)[0 if which == "a" else 1]
-        given = getattr(self, _attr("pose", which))
-        if given is not None:
-            return given.rescaled(*image.size), None
-        from interp.pose.detect import detect_pose_cached
+    def move_keyframe(self, k: int, to: int) -> None:
+        """Move keyframe k to position `to` (its segments' settings and edits follow the pairs)."""
+        slot = self._slot(k)
+        if not 0 <= to < len(self.slots):
+            raise InputError(f"position {to} is out of range: keyframes are 0..{len(self.slots) - 1}")
+        del self.slots[k]
+        self.slots.insert(to, slot)
+
+    def set_keyframe_text(self, k: int, prompt: Optional[str] = None,
+                          negative_prompt: Optional[str] = None) -> None:
+        """Keyframe k's prompt and negative prompt (blank or None: the run's)."""
+        slot = self._slot(k)
+        slot.prompt = prompt if prompt and prompt.strip() else None
+        slot.negative_prompt = negative_prompt if negative_prompt and negative_prompt.strip() else None
+
+    def set_pose(self, k: int, pose: Optional[Pose]) -> None:
+        self._slot(k).pose = pose
+
+    def set_segment(self, s: int, segment: Segment) -> None:
+        """Segment s's overrides (between keyframes s and s + 1, or the loop's last -> first)."""
+        pairs = self._pair_ids()
+        if not 0 <= s < len(pairs):
+            raise InputError(f"segment {s} is out of range: there are {len(pairs)}")
+        self.segments[pairs[s]] = segment
+
+    def timeline(self, settings: Optional[Settings] = None) -> Timeline:
+        """The keyframes and segments as a Timeline (two keyframes: prompt B from settings)."""
+        self._check_count(len(self.slots))
+        keys = [Keyframe(s.image, s.prompt, s.negative_prompt, s.pose) for s in self.slots]
+        if len(keys) == 2 and not self.loop and settings is not None:   # Prompt B, Negative B
+            b = keys[1]
+            keys[1] = dataclasses.replace(
+                b, prompt=settings.prompt_b if b.prompt is None else b.prompt,
+                negative_prompt=settings.negative_prompt_b if b.negative_prompt is None
+                else b.negative_prompt)
+        return Timeline(tuple(keys), tuple(self.segments.get(p, Segment())
+                                           for p in self._pair_ids()), self.loop)
+
+    def _pair_ids(self) -> tuple:
+        ids = [s.id for s in self.slots]
+        ends = ids[1:] + ids[:1] if self.loop else ids[1:]
+        return tuple(zip(ids, ends))
+
+    def _slot(self, k: int) -> Slot:
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self.slots):
+            raise InputError(f"keyframe {k!r} does not exist: there are {len(self.slots)}")
+        return self.slots[k]
+
+    def _check_count(self, n: int) -> None:
+        bound = limits.current().keyframes
+        if n > bound:
+            raise InputError(f"{n} keyframes are over this server's limit of {bound} (set by "
+                             f"{limits.env_name('keyframes')})")
+        if n < 2:
+            raise InputError("add at least two images (keyframes) first")
+
+    # -- poses (the render's own rule: given, else detected with the photo pre-pass) --------------
+    def prepared(self, settings: Settings, native: int) -> list:
+        """Every keyframe at the working size (what the model and the pose canvas see)."""
+        self._check_count(len(self.slots))
+        return prepare_images([s.image for s in self.slots], settings, native)
+
+    def keyframe_pose(self, k: int, settings: Settings, engine) -> tuple:
+        """(pose, note) of keyframe k: drawn, else as the render detects it, else empty."""
+        from interp.pose.control import endpoint_pose
+        image = self.prepared(settings, engine.bundle.native_size)[k]
         try:
-            return detect_pose_cached(image, store, settings.pose_all_people), None
+            return endpoint_pose(engine.bundle, image, engine.store, settings,
+                                 self._slot(k).pose), None
         except PoseUnavailable as exc:
             return Pose.empty(*image.size), str(exc)
 
-    def frame_pose(self, frame: int, settings: Settings, store, override: bool = True) -> tuple:
-        """(pose, note) of an in-between frame: its override, else A's and B's interpolated."""
-        edit = self.edits.get(frame)
+    def frame_pose(self, frame: int, engine, override: bool = True) -> tuple:
+        """(pose, note) of an in-between frame: its override, else its keyframes' interpolated."""
+        edit = self.edit_of(frame)
         if override and edit is not None and edit.pose is not None:
             return Pose.from_json(edit.pose), None
-        view = self.frame(frame)
-        pa, note = self.endpoint_pose("a", settings, store)
-        pb, note_b = self.endpoint_pose("b", settings, store)
-        return interpolate_pose(pa, pb, view.position), note or note_b
+        s, _ = self.plan.locate(frame)
+        i, j = self.timeline().pairs[s]
+        pa, note = self.keyframe_pose(i, self.settings, engine)
+        pb, note_b = self.keyframe_pose(j, self.settings, engine)
+        return interpolate_pose(pa, pb, self.frame(frame).position), note or note_b
 
     # -- rendering -------------------------------------------------------------------------------
-    def stream(self, engine, settings: Optional[Settings] = None,
-               edits: Optional[Mapping[int, FrameEdit]] = None) -> Iterator[Any]:
+    def stream(self, engine, settings: Optional[Settings] = None) -> Iterator[Any]:
         """Start rendering in a worker thread now; iterate the result for its events as they
         come. cancel() works from this call on; a cancel keeps the finished frames."""
         settings = settings or self.settings
         if settings is None:
             raise InputError("nothing rendered yet: press Interpolate first")
-        self._begin(engine, settings, edits)
-        self.pacing = self._pacing = None
+        timeline = self.timeline(settings)
+        segment_edits = self._segment_edits(timeline, settings)
+        self.settings, self.result, self.cancelled, self.pacing = settings, None, False, None
+        self._pairs, self._timeline = self._pair_ids(), timeline
         token = self._token = CancelToken()
         events: queue.Queue = queue.Queue()
-        worker = threading.Thread(target=self._work, args=(engine, settings, token, events),
-                                  daemon=True, name="interp-render")
+        worker = threading.Thread(target=self._work, daemon=True, name="interp-render",
+                                  args=(engine, timeline, settings, segment_edits, token, events))
         worker.start()
         return self._drain(worker, token, events)
 
-    def respace(self, engine, distance=None) -> Iterator[Any]:
-        """Re-render the last complete sequence with perceptually even pacing (interp.pacing): its
-        adjacent distances give a custom curve; stream() that. The finished run adds a note saying how
-        uneven the steps were before and after to status() and self.pacing."""
+    def _segment_edits(self, timeline: Timeline, settings: Settings) -> list:
+        """One {local frame: FrameEdit} per segment; a segment whose frame count changed since
+        its edits were made loses them (with a note)."""
+        counts = layout(timeline, settings, self.export.fps).counts
+        self.notes, out = [], []
+        for s, (pair, n) in enumerate(zip(self._pair_ids(), counts)):
+            mine = {local: e for (p, local), e in self.edits.items() if p == pair}
+            if mine and self.plan is not None and pair in self._pairs and \
+                    self.plan.counts[self._pairs.index(pair)] != n:
+                self.edits = {k: e for k, e in self.edits.items() if k[0] != pair}
+                self.notes.append(f"frame edits of segment {s + 1} were cleared because its "
+                                  "number of frames changed")
+                mine = {}
+            out.append(mine)
+        return out
+
+    def respace(self, engine, keep_counts: bool = False, distance=None) -> Iterator[Any]:
+        """Re-render the last complete sequence with frames where adjacent steps look equally
+        large across the whole timeline (interp.pacing); keep_counts keeps each segment's count."""
         from interp.metrics import lab_distance
-        from interp.pacing import respaced_settings, result_pacing
-        if self.result is None:
+        from interp.pacing import respaced_timeline, timeline_pacing
+        if self.done is None:
             raise InputError("nothing to re-pace yet: press Interpolate and let the sequence finish")
         distance = distance or lab_distance
-        before = result_pacing(self.result, distance)
-        events = self.stream(engine, respaced_settings(self.settings, before))
+        result = self.done[0]
+        before = timeline_pacing(result, distance)
+        paced = respaced_timeline(result.timeline, before, keep_counts)
+        for pair, segment in zip(self._pairs, paced.segments):
+            self.segments[pair] = segment
+        events = self.stream(engine, result.settings)
         self._pacing = (before, distance)
         return events
+
+    def _work(self, engine, timeline, settings, segment_edits, token, events) -> None:
+        from interp.sequence import render_timeline
+        try:
+            render_timeline(engine, timeline, settings, segment_edits=segment_edits,
+                            fps=self.export.fps, on_event=events.put, cancel=token)
+        except Cancelled:
+            self.cancelled = True
+        except BaseException as exc:  # handed to the consumer's thread and raised there
+            events.put(exc)
+        finally:
+            events.put(_END)
 
     def _drain(self, worker: threading.Thread, token: CancelToken,
                events: queue.Queue) -> Iterator[Any]:
@@ -169,54 +259,23 @@ class Session:
             token.cancel()  # a consumer that stops early (closed generator) stops the render
             worker.join()
 
-    def _begin(self, engine, settings: Settings, edits: Optional[Mapping]) -> None:
-        from interp.plan import make_plan
-        from interp.scheduler import ddim_timesteps
-        a, b = self.prepared(settings, engine.bundle.native_size)
-        self.notes = []
-        if edits is not None:
-            self.edits = dict(edits)
-        elif self.settings is not None and self.settings.frames != settings.frames and self.edits:
-            self.edits = {}
-            self.notes.append("frame edits were cleared because the number of frames changed")
-        self.plan = make_plan(settings, ddim_timesteps(settings.num_inference_steps,
-                                                       engine.bundle.scheduler_config).tolist())
-        last = len(self.plan.nodes) - 1
-        self.settings, self.result, self.cancelled = settings, None, False
-        self._inputs = (self.image_a, self.image_b, self.pose_a, self.pose_b)
-        self.frames = {0: FrameView(0, 0.0, 0, (a,)), last: FrameView(last, 1.0, 0, (b,))}
-
-    def _work(self, engine, settings: Settings, token: CancelToken, events: queue.Queue) -> None:
-        try:
-            engine.render(self.image_a, self.image_b, settings, self.edits, pose_a=self.pose_a,
-                          pose_b=self.pose_b, on_event=events.put, cancel=token)
-        except Cancelled:
-            self.cancelled = True
-        except BaseException as exc:  # handed to the consumer's thread and raised there
-            events.put(exc)
-        finally:
-            events.put(_END)
-
     def _absorb(self, event: Any) -> None:
-        if isinstance(event, FrameReady):
-            f = event.frame
-            self.frames[f.index] = FrameView(f.index, f.position, f.level, tuple(f.images),
-                                             f.scores, f.chosen, f.generated, tuple(f.seeds),
-                                             f.ddim_index)
+        if isinstance(event, PlanReady):
+            self.plan, self.frames = event.plan, {}
+        elif isinstance(event, FrameReady):
+            self.frames[event.frame.index] = event.frame
         elif isinstance(event, Done):
             self.result = event.result
+            self.frames = {f.index: f for f in event.result.frames}
             self.done = (event.result, self._project_of(event.result))
             if self._pacing is not None:
                 self._note_pacing(event.result)
-            self.frames = {f.index: FrameView(f.index, f.position, f.level, tuple(f.images),
-                                              f.scores, f.chosen, f.generated, tuple(f.seeds),
-                                              f.ddim_index) for f in event.result.frames}
 
     def _note_pacing(self, result) -> None:
-        from interp.pacing import describe, result_pacing
+        from interp.pacing import describe, timeline_pacing
         before, distance = self._pacing
         self._pacing = None
-        after = result_pacing(result, distance)
+        after = timeline_pacing(result, distance)
         self.pacing = {"before": before, "after": after, "line": describe(before, after)}
 
     def cancel(self) -> None:
@@ -224,44 +283,52 @@ class Session:
         self._token.cancel()
 
     # -- frame operations (take effect on the next stream) ------------------------------------------
-    def frame(self, index: int) -> FrameView:
+    def frame(self, index: int):
+        """The FrameResult of a frame of the render shown."""
         if index not in self.frames:
             raise InputError(f"frame {index} is not available: the sequence has frames "
                              f"{sorted(self.frames)}")
         return self.frames[index]
 
+    def edit_of(self, frame: int) -> Optional[FrameEdit]:
+        """The edit of an in-between frame of the render shown, or None."""
+        return self.edits.get(self._where(frame))
+
     def pin(self, frame: int, candidate: int) -> None:
         """Use candidate `candidate` of `frame` (its descendants regenerate on the next render)."""
-        self._check_inbetween(frame)
-        count = len(self.frame(frame).images)
+        where, count = self._where(frame), len(self.frame(frame).images)
         if not 0 <= candidate < count:
             raise InputError(f"frame {frame} has candidates 0..{count - 1}, not {candidate}")
-        self.edits = select(self.edits, frame, candidate)
+        self.edits = select(self.edits, where, candidate)
 
     def edit_frame(self, frame: int, edit: FrameEdit) -> None:
         """Apply a frame's override form; an unchanged form re-rolls the frame's seed."""
-        self._check_inbetween(frame)
-        old = dataclasses.replace(self.edits.get(frame, FrameEdit()), candidate=None)
-        new = dataclasses.replace(edit, candidate=None)
-        self.edits = regenerate(self.edits, frame) if new == old else {**self.edits, frame: new}
+        where = self._where(frame)
+        old = self.edits.get(where, FrameEdit()).replace(candidate=None)
+        new = edit.replace(candidate=None)
+        self.edits = regenerate(self.edits, where) if new == old else {**self.edits, where: new}
 
-    def _check_inbetween(self, frame: int) -> None:
-        if self.settings is None:
+    def _where(self, frame: int) -> tuple:
+        """((keyframe id, keyframe id), local index) of an in-between frame of the render shown."""
+        if self.plan is None:
             raise InputError("nothing rendered yet: press Interpolate first")
-        if not 0 < frame < self.settings.frames - 1:
-            raise InputError(f"frame {frame} cannot be edited: in-between frames are "
-                             f"1..{self.settings.frames - 2} (0 and the last are the inputs)")
+        try:
+            s, local = self.plan.locate(frame)
+        except ValueError as exc:
+            raise InputError(f"frame {frame} cannot be edited: {exc}") from None
+        return self._pairs[s], local
 
     # -- reporting and files -----------------------------------------------------------------------
     def status(self) -> str:
         """One line: frames done, how many were regenerated and reused, notes."""
-        last = len(self.plan.nodes) - 1 if self.plan is not None else max(self.frames, default=0)
-        inner = [v for i, v in self.frames.items() if 0 < i < last]
-        generated = sum(v.generated for v in inner)
+        total = self.plan.total if self.plan is not None else len(self.frames)
+        keys = set(self.plan.keyframes) if self.plan is not None else set()
+        inner = [f for i, f in self.frames.items() if i not in keys]
+        generated = sum(f.generated for f in inner)
         if self.cancelled:
             head = f"cancelled: kept {len(inner)} finished frame(s)"
         elif self.result is None and self.plan is not None:
-            head = f"rendering: {len(self.frames)} of {last + 1} frames"
+            head = f"rendering: {len(self.frames)} of {total} frames"
         else:
             head = f"{len(self.frames)} frames"
         parts = [head, f"regenerated {generated}, reused {len(inner) - generated}", *self.notes]
@@ -273,92 +340,51 @@ class Session:
 
     def write_exports(self, export: Optional[Export] = None, model: Optional[str] = None) -> dict:
         """MP4, GIF, frames ZIP and the project file of the last complete render (also while a
-        new one runs), in a folder of their own. A session's exports run one at a time; each
-        keeps the last KEEP_EXPORTS folders (a file just returned may still be on its way to the
-        browser)."""
-        from interp.project import save_project
-        from interp.video import export_all
-        with self._exporting:
-            if self.done is None:
-                raise InputError("no complete sequence to export: press Interpolate first")
-            result, project = self.done
-            self.export = export or self.export
-            self._runs += 1
-            out = self._folder() / f"run-{self._runs:04d}"
-            paths = export_all(result.images, out, self.export, stem="interpolation",
-                               formats=("mp4", "gif", "zip"))
-            project = dataclasses.replace(project, export=self.export, model=model)
-            paths["project"] = save_project(project, out / "interpolation.interp.json")
-            for old in sorted(self._folder().glob("run-*"))[:-KEEP_EXPORTS]:
-                shutil.rmtree(old, ignore_errors=True)
-            return paths
-
-    def _folder(self) -> Path:
-        if self._out_root is None or not self._out_root.is_dir():
-            self._out_root = Path(tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{os.getpid()}-"))
-        return self._out_root
+        new one runs), in a folder of their own (interp.exports)."""
+        if self.done is None:
+            raise InputError("no complete sequence to export: press Interpolate first")
+        self.export = export or self.export
+        result, project = self.done
+        return self._files.write(result.images, project, self.export, model)
 
     def _project_of(self, result) -> Project:
-        """A finished render as a Project: the inputs and poses it used, its settings, edits and
-        seeds (the export knobs and model are filled in when it is written)."""
-        image_a, image_b, pose_a, pose_b = self._inputs
+        """A finished render as a Project (export knobs and model are filled in when written)."""
         seeds = {f.index: tuple(f.seeds) for f in result.frames if f.seeds}
-        return Project(image_a, image_b, result.settings, dict(result.edits), self.export,
-                       pose_a, pose_b, None, seeds)
+        return Project(result.timeline, result.settings, dict(result.edits), self.export, None,
+                       seeds)
+
+    def project(self, model: Optional[str] = None) -> Project:
+        """The session as it would render now, as a Project."""
+        if self.settings is None:
+            raise InputError("nothing to save yet: add the images and press Interpolate")
+        edits = {}
+        if self.plan is not None:
+            for (pair, local), edit in self.edits.items():
+                if pair in self._pairs:
+                    edits[self.plan.global_index(self._pairs.index(pair), local)] = edit
+        return Project(self.timeline(self.settings), self.settings, edits, self.export, model)
 
     def restore(self, project: Project) -> None:
-        """Take inputs, settings, edits, poses and export knobs from a project."""
+        """Take keyframes, segments, settings, edits and export knobs from a project."""
         keep = limits.current().size
-        self.image_a, self.image_b = shrink_to(project.image_a, keep), shrink_to(project.image_b, keep)
-        self.sources = {"a": None, "b": None}
-        self.pose_a, self.pose_b = project.pose_a, project.pose_b
-        self.settings, self.edits, self.export = project.settings, dict(project.edits), project.export
-        self.result, self.frames, self.plan, self.cancelled = None, {}, None, False
-        self.done = None
+        self.slots = [Slot(shrink_to(k.image, keep), None, k.prompt, k.negative_prompt, k.pose)
+                      for k in project.timeline.keyframes]
+        self.loop = project.timeline.loop
+        pairs = self._pair_ids()
+        self.segments = dict(zip(pairs, project.timeline.segments))
+        where = layout(project.timeline, project.settings, project.export.fps)
+        self.edits = {(pairs[s], local): e for i, e in project.edits.items()
+                      for s, local in [where.locate(i)]}
+        self.settings, self.export = project.settings, project.export
+        self.result, self.frames, self.plan, self.cancelled, self.done = None, {}, None, False, None
+        self._pairs = pairs
 
     def close(self) -> None:
         """Cancel any render and delete exported files (idempotent; the session stays usable)."""
         self.cancel()
-        with self._exporting:
-            if self._out_root is not None:
-                shutil.rmtree(self._out_root, ignore_errors=True)
-                self._out_root = None
-
-
-def remove_session_dirs(root: Optional[Path] = None, own: bool = False,
-                        legacy_age_s: float = 3600.0) -> int:
-    """Delete session folders of processes that no longer run (with own=True, this process's too)
-    under root (default: the temp dir); folders named without a process id are deleted when
-    older than legacy_age_s. Returns how many were deleted."""
-    root = Path(root or tempfile.gettempdir())
-    named = re.compile(re.escape(SESSION_PREFIX) + r"(\d+)-\w+")
-    removed = 0
-    for entry in root.glob(SESSION_PREFIX + "*"):
-        match = named.fullmatch(entry.name)
-        if match:
-            pid = int(match.group(1))
-            stale = (own and pid == os.getpid()) or (pid != os.getpid() and not pid_alive(pid))
-        else:
-            stale = time.time() - _mtime(entry) > legacy_age_s
-        if stale and entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.lstat().st_mtime
-    except FileNotFoundError:   # removed meanwhile (another process cleaning up)
-        return time.time()
+        self._files.delete()
 
 
 def _same_image(a, b) -> bool:
     return (a is not None and b is not None and a.size == b.size and a.mode == b.mode
             and a.tobytes() == b.tobytes())
-
-
-def _attr(prefix: str, which: str) -> str:
-    if which not in ("a", "b"):
-        raise ValueError(f"which={which!r} is not allowed: expected 'a' or 'b'")
-    return f"{prefix}_{which}"

@@ -152,6 +152,13 @@ class Export:
         for name in ("hold_first", "hold_last"):
             whole(name, getattr(self, name), 0, lim.hold_frames, "hold_frames")
 
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Export":
+        return cls(**_coerce_fields(cls, data))
+
 
 @dataclass(frozen=True)
 class FrameEdit:

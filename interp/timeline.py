@@ -130,9 +130,11 @@ class Timeline:
 
 
 def two_image(image_a, image_b, settings: Settings, pose_a=None, pose_b=None) -> Timeline:
-    """The timeline of a two-image render: prompt B from settings.prompt_b (None: the run's)."""
+    """The timeline of a two-image render: B's prompt and negative from settings.prompt_b and
+    negative_prompt_b (None: the run's)."""
     return Timeline((Keyframe(image_a, pose=pose_a),
-                     Keyframe(image_b, prompt=settings.prompt_b, pose=pose_b)))
+                     Keyframe(image_b, prompt=settings.prompt_b,
+                              negative_prompt=settings.negative_prompt_b, pose=pose_b)))
 
 
 def segment_frames(segment: Segment, settings: Settings, fps: float) -> int:
@@ -153,9 +155,57 @@ def segment_settings(timeline: Timeline, settings: Settings, s: int, fps: float 
     changes = {name: getattr(seg, name) for name in SEGMENT_FIELDS
                if getattr(seg, name) is not None and name != "frames"}
     changes["frames"] = segment_frames(seg, settings, fps)
-    prompt_a = start.prompt if start.prompt is not None else settings.prompt
-    prompt_b = end.prompt if end.prompt is not None else settings.prompt
-    if (prompt_a, prompt_b) != settings.prompt_pair:
-        changes.update(prompt=prompt_a, prompt_b=None if prompt_b == prompt_a else prompt_b)
+    for field, field_b, pair in (("prompt", "prompt_b", settings.prompt_pair),
+                                 ("negative_prompt", "negative_prompt_b", settings.negative_pair)):
+        a = getattr(start, field) if getattr(start, field) is not None else getattr(settings, field)
+        b = getattr(end, field) if getattr(end, field) is not None else getattr(settings, field)
+        if (a, b) != pair:
+            changes.update({field: a, field_b: None if b == a else b})
     changes = {k: v for k, v in changes.items() if getattr(settings, k) != v}
     return settings.replace(**changes) if changes else settings
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each segment's frames sit in the whole sequence (global frame numbers)."""
+    counts: tuple                     # frames per segment, both keyframes included
+    loop: bool = False
+
+    @property
+    def offsets(self) -> tuple:
+        """Global number of each segment's first frame."""
+        out, offset = [], 0
+        for n in self.counts:
+            out.append(offset)
+            offset += n - 1
+        return tuple(out)
+
+    @property
+    def total(self) -> int:
+        """Frames in the sequence: sum of segment frames minus shared keyframes (and the seam)."""
+        return sum(self.counts) - (len(self.counts) - 1) - (1 if self.loop else 0)
+
+    @property
+    def keyframes(self) -> tuple:
+        """Global numbers of the keyframes."""
+        return self.offsets if self.loop else self.offsets + (self.total - 1,)
+
+    def global_index(self, s: int, local: int) -> int:
+        """Global number of frame `local` of segment s (a loop's last frame is frame 0)."""
+        g = self.offsets[s] + local
+        return 0 if self.loop and g == self.total else g
+
+    def locate(self, index: int) -> tuple:
+        """(segment, local index) of an in-between frame given by its global number."""
+        last = self.total if self.loop else self.total - 1
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 < index < last:
+            raise ValueError(f"frame {index!r} is out of range: in-between frames are 1..{last - 1}")
+        if index in self.keyframes:
+            raise ValueError(f"frame {index} is a keyframe (an input image): it cannot be edited")
+        s = max(k for k, off in enumerate(self.offsets) if off < index)
+        return s, index - self.offsets[s]
+
+
+def layout(timeline: Timeline, settings: Settings, fps: float = 10.0) -> Layout:
+    """The timeline's Layout from its segments' frame counts (no model needed)."""
+    return Layout(tuple(segment_frames(s, settings, fps) for s in timeline.segments), timeline.loop)

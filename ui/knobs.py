@@ -8,7 +8,7 @@ import gradio as gr
 
 from ui.points import PointsTable
 from interp import limits
-from interp.settings import Curve, Fit, NoiseShape, Scheme
+from interp.settings import AttentionBlocks, AttentionMode, Curve, Fit, NoiseShape, Scheme
 
 CURVE_LABELS = {Curve.UNIFORM: "uniform", Curve.EASE_IN: "ease in", Curve.EASE_OUT: "ease out",
                 Curve.EASE_IN_OUT: "ease in-out", Curve.BETA: "Beta(α, β)",
@@ -33,6 +33,9 @@ def text_knobs(v: dict) -> dict:
                                placeholder="empty: same as Prompt A"),
         "negative_prompt": gr.Textbox(v["negative_prompt"], label="Negative prompt", lines=1,
                                       max_length=chars),
+        "negative_prompt_b": gr.Textbox(v["negative_prompt_b"], label="Negative prompt B",
+                                        lines=1, max_length=chars,
+                                        placeholder="empty: the same negative for both"),
     }
 
 
@@ -104,10 +107,36 @@ def pose_knobs(v: dict, has_controlnet: bool) -> dict:
 
 
 def output_knobs(v: dict) -> dict:
+    top = limits.current().size
+    knobs = {"size": gr.Slider(0, top, v["size"], step=64,
+                               label="Size (long side, pixels; 0 = the model's native size)")}
+    with gr.Row():
+        knobs["width"] = gr.Number(v["width"], precision=0, minimum=0, maximum=top, step=64,
+                                   label="Width (0 = auto)")
+        knobs["height"] = gr.Number(v["height"], precision=0, minimum=0, maximum=top, step=64,
+                                    label="Height (0 = auto)")
+    knobs["fit"] = gr.Radio([f.value for f in Fit], value=v["fit"], label="Fit to size")
+    return knobs
+
+
+ATTENTION_LABELS = {AttentionMode.OFF: "off (the paper)",
+                    AttentionMode.INTERPOLATE: "interpolate endpoint keys/values",
+                    AttentionMode.EXTEND: "extend: attend to own + endpoint tokens"}
+
+
+def attention_knobs(v: dict) -> dict:
+    """Endpoint attention: each in-between frame's self-attention also sees the two inputs."""
     return {
-        "size": gr.Slider(64, limits.current().size, v["size"], step=64,
-                          label="Size (long side, pixels)"),
-        "fit": gr.Radio([f.value for f in Fit], value=v["fit"], label="Fit to size"),
+        "attention": gr.Radio(_choices(ATTENTION_LABELS), value=v["attention"],
+                              label="Endpoint attention",
+                              info="mixes the inputs' self-attention into every frame (beyond "
+                                   "the paper; costs 2 extra rows per step while on)"),
+        "attention_strength": gr.Slider(0.0, 1.0, v["attention_strength"], step=0.05,
+                                        label="Attention strength"),
+        "attention_share": gr.Slider(0.05, 1.0, v["attention_share"], step=0.05,
+                                     label="Share of each frame's steps"),
+        "attention_blocks": gr.Radio([b.value for b in AttentionBlocks],
+                                     value=v["attention_blocks"], label="UNet blocks"),
     }
 
 

@@ -11,8 +11,8 @@ from typing import Optional
 import gradio as gr
 
 from ui.handlers import SCHEDULE_FIELDS, Studio, errors, gpu
-from ui.knobs import (export_knobs, inversion_knobs, output_knobs, pose_knobs, ranking_knobs,
-                       sampling_knobs, schedule_knobs, text_knobs)
+from ui.knobs import (attention_knobs, export_knobs, inversion_knobs, output_knobs, pose_knobs,
+                      ranking_knobs, sampling_knobs, schedule_knobs, text_knobs)
 from ui.pose_editor import TARGETS, PoseSide, pose_editor
 from ui.sessions import Sessions
 from interp import limits
@@ -138,7 +138,7 @@ def _settings(ui, v: dict, e: dict) -> None:
         with gr.Accordion("Plan as JSON", open=False):
             ui.plan_json = gr.JSON(label="Plan")
     for title, group in (("Sampling", sampling_knobs), ("Text inversion", inversion_knobs),
-                         ("Ranking (CLIP)", ranking_knobs)):
+                         ("Ranking (CLIP)", ranking_knobs), ("Endpoint attention", attention_knobs)):
         with gr.Accordion(title, open=False):
             ui.knobs.update(group(v))
     with gr.Accordion("Output", open=False):

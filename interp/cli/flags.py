@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+from interp.forms import OPTIONAL_SIZE, OPTIONAL_TEXT
 from interp.settings import PRESETS, Settings, preset
 
 log = logging.getLogger("interp")
@@ -56,8 +57,10 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
             kwargs.update(type=_bool, metavar="on|off")
         elif f.name == "curve_points":
             kwargs.update(type=_points, metavar="X:Y,X:Y")
-        elif f.name == "prompt_b":
+        elif f.name in OPTIONAL_TEXT:
             kwargs.update(type=str)
+        elif f.name in OPTIONAL_SIZE:
+            kwargs.update(type=int, metavar="PIXELS")
         else:
             kwargs.update(type=type(default))
         group.add_argument(_flag(f.name), *ALIASES.get(f.name, []), **kwargs)
