@@ -122,6 +122,11 @@ class ClipScorer:
         return max(range(len(values)), key=values.__getitem__)
 
 
+def best(scores: Sequence[float]) -> int:
+    """Index of the highest score (the first one on ties): ClipScorer.best as a function."""
+    return ClipScorer.best(scores)
+
+
 def _check_prompts(positive: Any, negative: Any) -> None:
     """Both prompts are strings and at least one is non-blank."""
     for arg, value in (("positive", positive), ("negative", negative)):
