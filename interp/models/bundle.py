@@ -1,7 +1,7 @@
 """ModelBundle: the networks of a latent diffusion model (VAE, UNet, CLIP text encoder, optional ControlNet).
 
-Loads presets (sd15, sd21), tiny random models for tests, any diffusers repo id or local directory, and
-single-file checkpoints; offline-aware (HF_HUB_OFFLINE, a short reachability probe), never hangs on the hub.
+Loads presets (sd15, sd21), tiny random models for tests, full-size random models (random-sd15,
+random-sd21: real shapes, random weights), any diffusers repo id or local directory, and single-file checkpoints; offline-aware (HF_HUB_OFFLINE, a short reachability probe), never hangs on the hub.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from interp.models import hub
+from interp.models import hub, single_file
+from interp.models.fullsize import RANDOM_SPECS, build_random
+from interp.models.speed import apply_speed_options
 from interp.models.tiny import TINY_ALIASES, TINY_SPECS, build_tiny, tiny_identity
 from interp.errors import ModelUnavailable
-from interp.models.tokenizer import build_tokenizer
+from interp.models.tokenizer import build_tokenizer, pad_for, tokenizer_problem
 from interp.scheduler import make_scheduler
 from interp.toy import TOY_DIR
 
@@ -229,10 +231,8 @@ def _canonical(model: str) -> str:
     return TINY_ALIASES.get(model, model)
 
 
-def _load_tiny(name: str, controlnet: str | None, dtype: torch.dtype) -> dict:
-    parts = build_tiny(name)
-    parts["tokenizer"] = build_tokenizer()
-    parts["identity"] = tiny_identity(name)
+def _own_controlnet(parts: dict, controlnet: str | None, dtype: torch.dtype) -> dict:
+    """A built model keeps its own ControlNet ("auto"), drops it (None) or loads the one named."""
     if controlnet is None:
         parts["controlnet"] = None
     elif controlnet != "auto":
@@ -241,17 +241,42 @@ def _load_tiny(name: str, controlnet: str | None, dtype: torch.dtype) -> dict:
     return parts
 
 
-def _load_parts(model: str, controlnet: str | None, dtype: torch.dtype, config: str | None) -> dict:
+def _load_tiny(name: str, controlnet: str | None, dtype: torch.dtype) -> dict:
+    parts = build_tiny(name)
+    parts["tokenizer"] = build_tokenizer()
+    parts["identity"] = tiny_identity(name)
+    return _own_controlnet(parts, controlnet, dtype)
+
+
+def _load_random(name: str, controlnet: str | None, dtype: torch.dtype, device: torch.device | None) -> dict:
+    if RANDOM_SPECS[name].sdxl:
+        raise ModelUnavailable(
+            f"model {name!r}: rendering SDXL is not supported yet (its two text encoders, pooled embeddings "
+            f"and time ids come with the SDXL model family); its networks build with "
+            f"interp.models.fullsize.build_random({name!r})")
+    parts = build_random(name, dtype=dtype, device=device or "cpu",
+                         components=None if controlnet == "auto" else ("unet", "vae", "text_encoder"))
+    parts.setdefault("controlnet", None)
+    return _own_controlnet(parts, controlnet, dtype)
+
+
+def _load_parts(model: str, controlnet: str | None, dtype: torch.dtype, config: str | None,
+                device: torch.device | None = None) -> dict:
     if model in TINY_SPECS:
         return _load_tiny(model, controlnet, dtype)
+    if model in RANDOM_SPECS:
+        return _load_random(model, controlnet, dtype, device)
     if model in PRESETS:
         repo, preset_cn = PRESETS[model]
         parts = hub.load_diffusers(repo, dtype, what=model)
         cn = preset_cn if controlnet == "auto" else controlnet
     else:
         path = Path(model).expanduser()
-        if path.is_file() or path.suffix in hub.SINGLE_FILE_SUFFIXES:
-            parts = hub.load_single_file(model, dtype, config)
+        if path.is_file() or path.suffix in single_file.SUFFIXES:
+            parts = single_file.load_single_file(model, dtype, config)
+            if "text_encoder_2" in parts:
+                raise ModelUnavailable(f"model {model!r} is an SDXL checkpoint: rendering SDXL is not supported "
+                                       "yet (it comes with the SDXL model family)")
         else:
             parts = hub.load_diffusers(model, dtype, what=model)
         cn = parts.pop("local_controlnet", None) if controlnet == "auto" else controlnet
@@ -265,8 +290,12 @@ def _load_parts(model: str, controlnet: str | None, dtype: torch.dtype, config: 
             if controlnet != "auto":
                 raise
             log.warning("going on without a ControlNet (pose control is off): %s", exc)
-    if parts.get("tokenizer") is None:
-        parts["tokenizer"] = build_tokenizer()
+    problem = tokenizer_problem(parts.get("tokenizer"))
+    if problem is not None:
+        if parts.get("tokenizer") is not None:
+            log.warning("model %r: its tokenizer cannot encode prompts (%s); using the built-in CLIP "
+                        "tokenizer instead", model, problem)
+        parts["tokenizer"] = build_tokenizer(pad_for(parts["text_encoder"].config))
     return parts
 
 
@@ -280,12 +309,17 @@ def load_bundle(
     vae_tiling: bool = False,
     cpu_offload: bool = False,
     config: str | None = None,
+    channels_last: bool = False,
+    compile_unet: bool = False,
+    vae_slicing: bool = False,
 ) -> ModelBundle:
-    """Load a model: a preset, tiny-*, a diffusers repo id or directory, or a .safetensors/.ckpt file.
+    """Load a model: a preset, tiny-*, random-*, a diffusers repo id or directory, or a .safetensors/.ckpt file.
 
     controlnet: "auto" = the preset's (or a local directory's controlnet/) if available, else warn and go
     on without; None = none; any other string = that ControlNet repo id or directory (must load).
-    config: a local diffusers config directory for single-file checkpoints when offline.
+    config: a local diffusers config directory for single-file checkpoints when offline (or sd15, sd21,
+    sdxl: interp's copies of those models' public configs).
+    channels_last, compile_unet, vae_slicing: speed options (interp.models.speed; timed by benchmarks/gpu.py).
     Raises ModelUnavailable naming the model, the cause and the fix.
     """
     if not isinstance(model, str) or not model:
@@ -297,13 +331,14 @@ def load_bundle(
         raise ValueError(f"cpu_offload=True needs a CUDA device; got device={str(dev)!r}")
     dt = resolve_dtype(dtype, dev)
     name = _canonical(model)
-    parts = _load_parts(name, controlnet, dt, config)
+    parts = _load_parts(name, controlnet, dt, config, None if cpu_offload else dev)
     for key in ("vae", "unet", "text_encoder", "controlnet"):
         if parts.get(key) is not None:
             _place(parts[key], None if cpu_offload else dev, dt)
     apply_memory_savers(parts, attention_slicing=attention_slicing, vae_tiling=vae_tiling)
     if cpu_offload:
         enable_cpu_offload(parts, dev)
+    apply_speed_options(parts, channels_last=channels_last, compile_unet=compile_unet, vae_slicing=vae_slicing)
     log.info("loaded %s (%s) on %s as %s", model, parts["identity"], dev, dt)
     return ModelBundle(
         vae=parts["vae"], unet=parts["unet"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
@@ -317,6 +352,8 @@ def weights_available(model: str) -> bool:
     name = _canonical(model)
     if name in TINY_SPECS:
         return True
+    if name in RANDOM_SPECS:
+        return not RANDOM_SPECS[name].sdxl
     if model == "toy":
         return any((TOY_DIR / "unet").glob("*.safetensors"))
     repo = PRESETS[name][0] if name in PRESETS else name
