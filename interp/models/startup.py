@@ -72,6 +72,27 @@ def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
     return bundle, note
 
 
+def add_loader_flags(group) -> None:
+    """The model-loading flags shared by the CLI commands and the app: single-file config directory,
+    memory savers and speed options (load_bundle's keyword arguments of the same names)."""
+    group.add_argument("--model-config", default=None, metavar="DIR",
+                       help="config directory for a single-file checkpoint (--model FILE): a local diffusers "
+                            "folder of the same architecture, or sd15 | sd21 | sdxl (built-in public configs)")
+    group.add_argument("--attention-slicing", action="store_true")
+    group.add_argument("--vae-tiling", action="store_true")
+    group.add_argument("--vae-slicing", action="store_true", help="encode/decode a batch one image at a time")
+    group.add_argument("--cpu-offload", action="store_true")
+    group.add_argument("--channels-last", action="store_true", help="channels-last weights (faster on GPUs)")
+    group.add_argument("--compile-unet", action="store_true", help="torch.compile the UNet (slow first call)")
+
+
+def loader_options(args) -> dict:
+    """load_bundle keyword arguments from the flags add_loader_flags added."""
+    return {"config": args.model_config, "attention_slicing": args.attention_slicing,
+            "vae_tiling": args.vae_tiling, "vae_slicing": args.vae_slicing, "cpu_offload": args.cpu_offload,
+            "channels_last": args.channels_last, "compile_unet": args.compile_unet}
+
+
 def add_store_flags(parser) -> None:
     """--store DIR|none and --store-max-gb, shared by the CLI commands and the app."""
     parser.add_argument("--store", type=Path, default=None,
