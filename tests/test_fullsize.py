@@ -6,6 +6,7 @@ benchmarks/fullsize.py in a subprocess (so its peak memory is that model's) and 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -114,9 +115,11 @@ def test_loader_names_and_sdxl_until_it_renders():
         load_bundle("random-sdxl")
 
 
-def test_random_controlnet_can_be_swapped(tmp_path):
+def test_random_model_loads_by_name_and_says_so(caplog):
     """controlnet=None builds no ControlNet at all (saves its 361M parameters)."""
-    bundle = load_bundle("random-sd15", controlnet=None, dtype="bfloat16")
+    with caplog.at_level(logging.WARNING, logger="interp.models.bundle"):
+        bundle = load_bundle("random-sd15", controlnet=None, dtype="bfloat16")
+    assert "random-sd15" in caplog.text and "RANDOM weights" in caplog.text
     assert bundle.controlnet is None and bundle.name == "random-sd15"
     assert bundle.identity == random_identity("random-sd15") and bundle.dtype == torch.bfloat16
     assert parameter_count(bundle.unet) == PUBLIC["random-sd15"]["unet"]

@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DCondi
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from interp.models import hub, single_file
-from interp.models.fullsize import RANDOM_SPECS, build_random
+from interp.models.fullsize import RANDOM_SPECS, build_random, random_weights_note
 from interp.models.speed import apply_speed_options
 from interp.models.tiny import TINY_ALIASES, TINY_SPECS, build_tiny, tiny_identity
 from interp.errors import ModelUnavailable
@@ -254,6 +254,7 @@ def _load_random(name: str, controlnet: str | None, dtype: torch.dtype, device: 
             f"model {name!r}: rendering SDXL is not supported yet (its two text encoders, pooled embeddings "
             f"and time ids come with the SDXL model family); its networks build with "
             f"interp.models.fullsize.build_random({name!r})")
+    log.warning(random_weights_note(name))
     parts = build_random(name, dtype=dtype, device=device or "cpu",
                          components=None if controlnet == "auto" else ("unet", "vae", "text_encoder"))
     parts.setdefault("controlnet", None)

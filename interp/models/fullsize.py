@@ -173,9 +173,14 @@ def build_random(
         parts["tokenizer_2"] = build_tokenizer(OPEN_CLIP_PAD)
     parts["scheduler_config"] = ddim_config(spec.configs()["scheduler"])
     parts["identity"] = random_identity(name)
-    log.warning("%s: the real %s architecture with RANDOM weights (real shapes, memory and speed; its "
-                "images are noise): for checks and benchmarks, not for pictures", name, spec.label)
+    log.info("built %s (%s architecture, random weights) as %s on %s", name, spec.label, dtype, dev)
     return parts
+
+
+def random_weights_note(name: str) -> str:
+    """What to tell a person who loaded a random model."""
+    return (f"{name}: the real {_spec(name).label} architecture with RANDOM weights (real shapes, memory and "
+            f"speed; its images are noise): for checks and benchmarks, not for pictures")
 
 
 def parameter_count(module: torch.nn.Module) -> int:

@@ -22,10 +22,10 @@ def use_channels_last(parts: dict) -> None:
             parts[name].to(memory_format=torch.channels_last)
 
 
-def compile_in_place(module: torch.nn.Module, mode: str | None = None) -> None:
+def compile_in_place(module: torch.nn.Module, mode: str | None = None, backend: str = "inductor") -> None:
     """torch.compile a network in place (nn.Module.compile: same object, config and hooks); it compiles
     on its first call and again for new input shapes. mode: None, "reduce-overhead", "max-autotune"."""
-    module.compile(mode=mode)
+    module.compile(mode=mode, backend=backend)
 
 
 def enable_vae_slicing(vae: torch.nn.Module) -> None:
