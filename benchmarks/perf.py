@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interp.models.bundle import load_bundle  # noqa: E402
-from interp.render import Interpolator, regenerate  # noqa: E402
+from interp.edits import regenerate  # noqa: E402
+from interp.render import Interpolator  # noqa: E402
 from interp.settings import Settings  # noqa: E402
 from interp.store import FrameStore  # noqa: E402
 

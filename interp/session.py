@@ -21,7 +21,7 @@ from interp.events import CancelToken, Done, FrameReady
 from interp.images import load_image, prepare_pair
 from interp.pose.keypoints import Pose, PoseUnavailable, interpolate_pose
 from interp.project import Project
-from interp.render import regenerate, select
+from interp.edits import regenerate, select
 from interp.settings import Export, FrameEdit, Settings
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ import torch
 from interp.errors import Cancelled
 from interp.events import CancelToken, FrameReady, FrameStarted
 from interp.models.bundle import load_bundle
-from interp.render import Interpolator, regenerate, select
+from interp.edits import regenerate, select
+from interp.render import Interpolator
 from interp.settings import FrameEdit, Scheme, Settings
 from interp.store import FrameStore
 

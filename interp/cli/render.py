@@ -81,8 +81,8 @@ def _edit_value(key: str, value: str):
 
 def collect_edits(args: argparse.Namespace) -> dict:
     """Edits from --edits FILE, then --edit, --regenerate and --select, in that order."""
-    from interp.render import regenerate, select
-    from interp.results import edits_from_dict
+    from interp.edits import regenerate, select
+    from interp.edits import edits_from_dict
     edits = edits_from_dict(json.loads(args.edits.read_text())) if args.edits else {}
     for text in args.edit:
         frame, edit = parse_edit(text)

@@ -70,7 +70,7 @@ def frame_poses(bundle, a, b, store, settings: Settings, edits: Mapping[int, Fra
 
 def frame_controls(bundle, store, a, b, settings: Settings, edits: Mapping[int, FrameEdit],
                    positions, pose_a: Optional[Pose] = None,
-                   pose_b: Optional[Pose] = None) -> list:
+                   pose_b: Optional[Pose] = None, on_event=None, cancel=None) -> list:
     """Control (skeleton image [1,3,H,W], ramped scale [1]) per frame for the pose ControlNet."""
     device = "cuda" if bundle.device.type == "cuda" else "cpu"
     poses = frame_poses(bundle, a, b, store, settings, edits, positions, pose_a, pose_b, device)
