@@ -76,6 +76,10 @@ def test_prediction_types_and_tokenizers():
     assert (parts["random-sdxl"]["tokenizer"].pad_token_id, parts["random-sdxl"]["tokenizer_2"].pad_token_id) == (49407, 0)
     assert len({random_identity(n) for n in RANDOM_SPECS}) == 3
     assert random_identity("random-sd21").startswith("random-sd21:v1:")
+    with pytest.raises(ValueError, match="components"):
+        build_random("random-sd15", components=("unet", "tokenizer"))
+    with pytest.raises(ValueError, match="random-sd3"):
+        build_random("random-sd3")
 
 
 def test_weights_deterministic_sane_and_global_rng_untouched():

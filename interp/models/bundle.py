@@ -1,7 +1,8 @@
 """ModelBundle: the networks of a latent diffusion model (VAE, UNet, CLIP text encoder, optional ControlNet).
 
 Loads presets (sd15, sd21), tiny random models for tests, full-size random models (random-sd15,
-random-sd21: real shapes, random weights), any diffusers repo id or local directory, and single-file checkpoints; offline-aware (HF_HUB_OFFLINE, a short reachability probe), never hangs on the hub.
+random-sd21: real shapes, random weights), any diffusers repo id or local directory, and single-file
+checkpoints; offline-aware (HF_HUB_OFFLINE, a short reachability probe), never hangs on the hub.
 """
 
 from __future__ import annotations

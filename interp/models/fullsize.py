@@ -95,6 +95,9 @@ def empty_networks(name: str, components: tuple[str, ...] | None = None) -> dict
 
     spec = _spec(name)
     configs = copy.deepcopy(spec.configs())
+    unknown = sorted(set(components or ()) - set(WEIGHTS))
+    if unknown:
+        raise ValueError(f"components={components!r}: {unknown} are not networks; choose from {WEIGHTS}")
     wanted = [c for c in WEIGHTS if c in configs and (components is None or c in components)]
     out: dict = {}
     with init_empty_weights(include_buffers=False):
