@@ -218,6 +218,16 @@ def test_cli_model_config_flag_renders_a_single_file(tmp_path):
     assert summary["model_calls"]["rows"]["unet"] == summary["analytic_minimum"]["unet_rows"]
 
 
+def test_app_takes_the_same_loader_flags():
+    import app
+    from interp.models.startup import loader_options
+
+    args = app.parse_args(["--model", "m.safetensors", "--model-config", "sd15", "--channels-last", "--vae-slicing"])
+    assert loader_options(args) == {"config": "sd15", "attention_slicing": False, "vae_tiling": False,
+                                    "vae_slicing": True, "cpu_offload": False, "channels_last": True,
+                                    "compile_unet": False}
+
+
 def _pair_files(tmp_path):
     paths = [tmp_path / "a.png", tmp_path / "b.png"]
     for image, p in zip(_pair(), paths):
