@@ -108,10 +108,12 @@ def measure(model: str, args, options: dict, attention: str, settings, warm_up: 
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
     bundle = load_bundle(model, device=args.device, dtype=args.dtype, **options)
-    set_attention({"unet": bundle.unet, "controlnet": bundle.controlnet}, attention)
+    if attention != "sdpa":  # sdpa is already the default; setting it would undo attention slicing
+        set_attention({"unet": bundle.unet, "controlnet": bundle.controlnet}, attention)
     start = time.perf_counter()
-    if warm_up:
-        render_once(bundle, settings.replace(frames=3, seed=settings.seed + 1))
+    if warm_up:  # the same shapes (candidates, size, inversion batch), a fraction of the work
+        render_once(bundle, settings.replace(frames=3, invert_steps=min(settings.invert_steps, 2),
+                                             seed=settings.seed + 1))
     warmup = time.perf_counter() - start
     timer = ForwardTimer(bundle)
     if bundle.device.type == "cuda":
