@@ -1,7 +1,7 @@
 """interp studio: start-up and launch of the Gradio app over one resident model.
 
-    python app.py [--model sd15|sd21|sdxl|toy|tiny|REPO|PATH] [--device cuda] [--dtype float16]
-                  [--host 127.0.0.1] [--port 7860] [--share]
+    python app.py [--model sd15|sd21|toy|tiny|random-sd15|random-sd21|REPO|PATH] [--model-config DIR]
+                  [--device cuda] [--dtype float16] [--host 127.0.0.1] [--port 7860] [--share]
 
 The model is loaded once before serving; GPU work runs through one queue (concurrency 1); each
 browser tab keeps its own session. The layout is ui.layout, the handlers ui.handlers. Bounds on
@@ -14,7 +14,7 @@ import logging
 import os
 
 from interp import limits
-from interp.models.startup import add_store_flags
+from interp.models.startup import add_loader_flags, add_store_flags
 from interp.settings import PRESETS
 from ui.layout import build_demo, initial_settings, launch_options
 
@@ -24,12 +24,11 @@ log = logging.getLogger("interp.app")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="interp studio (Gradio app)")
     p.add_argument("--model", default=os.environ.get("INTERP_MODEL"),
-                   help="sd15 | sd21 | toy | tiny | repo id | local path (default: best available)")
+                   help="sd15 | sd21 | toy | tiny | random-sd15 | random-sd21 | repo id | local directory "
+                        "or single-file checkpoint (default: best available)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--attention-slicing", action="store_true")
-    p.add_argument("--vae-tiling", action="store_true")
-    p.add_argument("--cpu-offload", action="store_true")
+    add_loader_flags(p)
     p.add_argument("--clip-model", default=None,
                    help="open_clip NAME:PRETRAINED, 'tiny' or 'toy' (default: the toy model's own "
                         "CLIP on toy, else ViT-B-32)")
@@ -51,10 +50,8 @@ def load_engine(args: argparse.Namespace) -> tuple:
     scorer, loaded once before serving."""
     from interp.errors import ModelUnavailable
     from interp.render import Interpolator
-    from interp.models.startup import load_scorer, load_store, resolve_and_load
-    bundle, note = resolve_and_load(args.model, args.device, args.dtype,
-                                    attention_slicing=args.attention_slicing,
-                                    vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload)
+    from interp.models.startup import load_scorer, load_store, loader_options, resolve_and_load
+    bundle, note = resolve_and_load(args.model, args.device, args.dtype, **loader_options(args))
     try:
         scorer = load_scorer(args.clip_model, bundle)
     except ModelUnavailable as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from interp.models.bundle import load_bundle  # noqa: E402
+from interp.models.load import load_bundle  # noqa: E402
 from interp.edits import regenerate  # noqa: E402
 from interp.render import Interpolator  # noqa: E402
 from interp.settings import Settings  # noqa: E402

@@ -24,7 +24,7 @@ from interp.eval.report import markdown_table, write_report  # noqa: E402
 from interp.eval.harness import SCHEMES, evaluate, make_variants, pair_settings, toy_pairs  # noqa: E402
 from interp.pacing import respace_render  # noqa: E402
 from interp.metrics import get_distance  # noqa: E402
-from interp.models.bundle import load_bundle  # noqa: E402
+from interp.models.load import load_bundle  # noqa: E402
 from interp.render import Interpolator  # noqa: E402
 from interp.settings import Settings  # noqa: E402
 from interp.store import FrameStore  # noqa: E402

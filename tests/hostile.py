@@ -27,7 +27,7 @@ def free_port() -> int:
 def start_studio(settings) -> tuple:
     """(demo, url) of the studio on the tiny model (memory-only frame store), launched here."""
     from ui import layout
-    from interp.models.bundle import load_bundle
+    from interp.models.load import load_bundle
     from interp.rank import build_tiny_clip
     from interp.render import Interpolator
     from interp.store import FrameStore

@@ -8,7 +8,7 @@ import torch
 
 from interp.attention import Injection, installed
 from interp.settings import AttentionBlocks, AttentionMode
-from interp.models.bundle import load_bundle
+from interp.models.load import load_bundle
 from interp.sampling import Guidance, add_noise, denoise, make_generator
 from interp.scheduler import by_index
 

@@ -28,7 +28,7 @@ POSE_JSON = "#interp-pose-json textarea"
 @pytest.fixture(scope="module")
 def url():
     from ui import layout
-    from interp.models.bundle import load_bundle
+    from interp.models.load import load_bundle
     from interp.rank import build_tiny_clip
     from interp.render import Interpolator
     from interp.settings import Settings

@@ -19,7 +19,7 @@ FAST = Settings(frames=5, num_inference_steps=6, size=64, candidates=1, guidance
 
 @pytest.fixture(scope="module")
 def tiny():
-    from interp.models.bundle import load_bundle
+    from interp.models.load import load_bundle
     return Interpolator(load_bundle("tiny-sd15"), FrameStore(None))
 
 
@@ -133,7 +133,7 @@ TOY_PAIRS = 6
 def toy_engine():
     if not _toy_available():
         pytest.skip("the toy model is not in assets/toy (train it: python -m interp.toy.train)")
-    from interp.models.bundle import load_bundle
+    from interp.models.load import load_bundle
     from interp.toy.nets import load_toy_clip
     bundle = load_bundle("toy")
     return Interpolator(bundle, FrameStore(None), load_toy_clip(counter=bundle.counter))

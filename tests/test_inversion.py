@@ -10,7 +10,7 @@ from interp.errors import Cancelled
 from interp.events import CancelToken, StageProgress
 from interp.inversion import augment, denoising_error, invert, prediction_target
 from interp.keys import engine_identity, inversion_key
-from interp.models.bundle import load_bundle
+from interp.models.load import load_bundle
 from interp.settings import Settings
 from interp.store import FrameStore
 from interp.text import plain_conditions

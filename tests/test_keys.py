@@ -10,7 +10,7 @@ from enum import Enum
 import numpy as np
 import pytest
 
-from interp.models.bundle import load_bundle
+from interp.models.load import load_bundle
 from interp.pose.keypoints import Pose
 from interp.rank import build_tiny_clip
 from interp.render import Interpolator

@@ -11,9 +11,10 @@ import time
 import pytest
 import torch
 
-from interp.models import bundle as models, hub
+from interp.models import hub, load as models
 from interp.errors import ModelUnavailable
-from interp.models.bundle import CallCounter, enable_cpu_offload, load_bundle, weights_available
+from interp.models.bundle import CallCounter
+from interp.models.load import enable_cpu_offload, load_bundle, weights_available
 from interp.models.tokenizer import build_tokenizer
 
 TINY = ("tiny-sd15", "tiny-sd21", "tiny-sd21-v")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interp.pose import control as pose_control
-from interp.models.bundle import load_bundle
+from interp.models.load import load_bundle
 from interp.pose.keypoints import Pose, interpolate_pose
 from interp.pose.draw import control_image
 from interp.render import Interpolator

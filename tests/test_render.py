@@ -5,7 +5,7 @@ import torch
 
 from interp.errors import Cancelled
 from interp.events import CancelToken, FrameReady, FrameStarted
-from interp.models.bundle import load_bundle
+from interp.models.load import load_bundle
 from interp.edits import regenerate, select
 from interp.render import Interpolator
 from interp.settings import FrameEdit, Scheme, Settings

@@ -97,7 +97,7 @@ def test_noised_slerp_shares_noise_between_parents(scheduler):
 
 @pytest.fixture(scope="module")
 def bundle():
-    from interp.models.bundle import load_bundle
+    from interp.models.load import load_bundle
     return load_bundle("tiny-sd15")
 
 

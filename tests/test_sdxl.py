@@ -9,7 +9,7 @@ import torch
 
 from interp.edits import regenerate
 from interp.errors import ModelUnavailable
-from interp.models.bundle import load_bundle
+from interp.models.load import load_bundle
 from interp.pose.keypoints import Pose
 from interp.rank import build_tiny_clip
 from interp.render import Interpolator

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings as hsettings, strategies as st
 
-from interp.models.bundle import load_bundle
+from interp.models.load import load_bundle
 from interp.sampling import slerp
 from interp.settings import FrameEdit, Settings
 from interp.text import (TextConditions, TextPath, encode_prompt, plain_conditions, tokenize)

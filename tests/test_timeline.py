@@ -8,7 +8,7 @@ from PIL import Image
 
 from interp.edits import regenerate
 from interp.events import FrameReady, FrameStarted
-from interp.models.bundle import load_bundle
+from interp.models.load import load_bundle
 from interp.render import Interpolator
 from interp.sequence import render_timeline
 from interp.settings import Curve, Settings

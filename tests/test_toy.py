@@ -154,7 +154,7 @@ def test_quick_training_runs_every_stage(tmp_path):
     assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
     sched = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
     assert (sched["beta_start"], sched["beta_end"], sched["num_train_timesteps"]) == (0.00085, 0.012, 1000)
-    from interp.models.bundle import load_bundle
+    from interp.models.load import load_bundle
 
     bundle = load_bundle(str(out))
     assert bundle.controlnet is not None and bundle.vae_scale_factor == 8
@@ -165,7 +165,7 @@ def test_quick_training_runs_every_stage(tmp_path):
 
 @pytest.fixture(scope="module")
 def toy_bundle():
-    from interp.models.bundle import load_bundle, weights_available
+    from interp.models.load import load_bundle, weights_available
 
     assert weights_available("toy"), "assets/toy has no weights: run python -m interp.toy.train"
     return load_bundle("toy")

@@ -16,7 +16,7 @@ TOY_EXAMPLES = ROOT / "assets" / "examples" / "toy"
 
 @pytest.fixture(scope="module")
 def toy_bundle():
-    from interp.models.bundle import load_bundle, weights_available
+    from interp.models.load import load_bundle, weights_available
     assert weights_available("toy"), "assets/toy has no weights: run python -m interp.toy.train"
     return load_bundle("toy")
 

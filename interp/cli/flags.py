@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from interp.forms import OPTIONAL_SIZE, OPTIONAL_TEXT
+from interp.models.startup import add_loader_flags
 from interp.settings import PRESETS, Settings, preset
 
 log = logging.getLogger("interp")
@@ -79,13 +80,12 @@ def settings_from_args(args: argparse.Namespace, model: Optional[str] = None) ->
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default=None,
-                       help="sd15 | sd21 | toy | tiny | a diffusers repo id | a local directory or "
-                            "single-file checkpoint (default: the best available)")
+                       help="sd15 | sd21 | toy | tiny | random-sd15 | random-sd21 (real architectures, random "
+                            "weights) | a diffusers repo id | a local directory or single-file checkpoint "
+                            "(default: the best available)")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
     group.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    group.add_argument("--attention-slicing", action="store_true")
-    group.add_argument("--vae-tiling", action="store_true")
-    group.add_argument("--cpu-offload", action="store_true")
+    add_loader_flags(group)
 
 
 def engine_from_args(args: argparse.Namespace, settings: Settings,
@@ -93,11 +93,9 @@ def engine_from_args(args: argparse.Namespace, settings: Settings,
     """(Interpolator, note) from the model and store flags: the model (offline rule; note says when
     the built-in one stands in), the frame store, and the CLIP scorer `settings` rank with."""
     from interp.render import Interpolator
-    from interp.models.startup import load_scorer_for, load_store, resolve_and_load
-    bundle, note = resolve_and_load(args.model, args.device, args.dtype,
-                                    attention_slicing=args.attention_slicing,
-                                    vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
-                                    need_controlnet=settings.pose)
+    from interp.models.startup import load_scorer_for, load_store, loader_options, resolve_and_load
+    bundle, note = resolve_and_load(args.model, args.device, args.dtype, need_controlnet=settings.pose,
+                                    **loader_options(args))
     if note:
         log.warning(note)
     scorer = load_scorer_for(settings, args.clip_model, bundle)

@@ -1,4 +1,5 @@
-"""Finding and loading model weights: Hugging Face hub ids (offline-aware), local directories, single files.
+"""Finding and loading model weights: Hugging Face hub ids (offline-aware) and local directories
+(single-file checkpoints: interp.models.single_file).
 
 Every failure becomes ModelUnavailable naming the model, the cause and the fix. Never waits on the hub:
 HF_HUB_OFFLINE is honoured, and otherwise a 2-second probe decides whether to go online at all.
@@ -25,7 +26,6 @@ from interp.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
 WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 VARIANT = re.compile(r"\.(fp16|fp32|bf16|ema|non_ema|non-ema)\.")
@@ -234,31 +234,3 @@ def load_controlnet(model: str, dtype: torch.dtype) -> tuple:
             f"ControlNet {model!r}: loading from {str(root)!r} failed ({type(exc).__name__}: {exc})"
         ) from exc
     return net, identity
-
-
-def load_single_file(path: str, dtype: torch.dtype, config: str | None) -> dict:
-    """Components of a single-file SD checkpoint (.safetensors/.ckpt) via diffusers' from_single_file."""
-    from diffusers import StableDiffusionPipeline
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ModelUnavailable(f"model {path!r}: no such file")
-    offline = hub_offline()
-    kwargs = {"torch_dtype": dtype, "local_files_only": offline, "safety_checker": None}
-    if config is not None:
-        kwargs["config"] = config
-    try:
-        pipe = StableDiffusionPipeline.from_single_file(str(file), **kwargs)
-    except Exception as exc:
-        hint = " (offline: pass config=<a local diffusers directory of the same architecture>)" if offline else ""
-        raise ModelUnavailable(
-            f"model {path!r}: from_single_file failed ({type(exc).__name__}: {exc}){hint}"
-        ) from exc
-    return {
-        "vae": pipe.vae,
-        "unet": pipe.unet,
-        "text_encoder": pipe.text_encoder,
-        "tokenizer": pipe.tokenizer,
-        "scheduler_config": ddim_config(dict(pipe.scheduler.config)),
-        "identity": f"file:{file_sha256(file)[:32]}",
-    }

@@ -33,7 +33,7 @@ def default_device() -> str:
 
 def resolve_model(requested: Optional[str]) -> tuple:
     """(model name to load, note for the user or None)."""
-    from interp.models.bundle import weights_available
+    from interp.models.load import weights_available
     if requested:
         return requested, None
     if weights_available(DEFAULT_PRESET):
@@ -62,7 +62,7 @@ def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
                      dtype: Optional[str] = None, need_controlnet: bool = False, **savers) -> tuple:
     """Load the bundle for `requested` (or the best available) -> (bundle, note)."""
     import torch
-    from interp.models.bundle import load_bundle
+    from interp.models.load import load_bundle
     name, note = resolve_model(requested)
     torch_dtype = getattr(torch, dtype) if dtype else None
     bundle = load_bundle(name, device=device or default_device(), dtype=torch_dtype, **savers)
@@ -70,6 +70,27 @@ def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
         raise ModelUnavailable(f"pose guidance needs an OpenPose ControlNet, and none could be "
                                f"loaded for model {name!r}; turn pose off (--pose off)")
     return bundle, note
+
+
+def add_loader_flags(group) -> None:
+    """The model-loading flags shared by the CLI commands and the app: single-file config directory,
+    memory savers and speed options (load_bundle's keyword arguments of the same names)."""
+    group.add_argument("--model-config", default=None, metavar="DIR",
+                       help="config directory for a single-file checkpoint (--model FILE): a local diffusers "
+                            "folder of the same architecture, or sd15 | sd21 | sdxl (built-in public configs)")
+    group.add_argument("--attention-slicing", action="store_true")
+    group.add_argument("--vae-tiling", action="store_true")
+    group.add_argument("--vae-slicing", action="store_true", help="encode/decode a batch one image at a time")
+    group.add_argument("--cpu-offload", action="store_true")
+    group.add_argument("--channels-last", action="store_true", help="channels-last weights (faster on GPUs)")
+    group.add_argument("--compile-unet", action="store_true", help="torch.compile the UNet (slow first call)")
+
+
+def loader_options(args) -> dict:
+    """load_bundle keyword arguments from the flags add_loader_flags added."""
+    return {"config": args.model_config, "attention_slicing": args.attention_slicing,
+            "vae_tiling": args.vae_tiling, "vae_slicing": args.vae_slicing, "cpu_offload": args.cpu_offload,
+            "channels_last": args.channels_last, "compile_unet": args.compile_unet}
 
 
 def add_store_flags(parser) -> None:

@@ -15,6 +15,9 @@ BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 VOCAB_SIZE = 49408
 MODEL_MAX_LENGTH = 77
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+OPEN_CLIP_PAD = "!"  # id 0: SD 2.x's and SDXL's tokenizer_2 (OpenCLIP) pad with it
+PADS = (EOS, OPEN_CLIP_PAD)
+MAX_USABLE_LENGTH = 1024  # a longer model_max_length means "no limit configured" (transformers: 1e30)
 
 
 def bpe_path() -> Path:
@@ -60,8 +63,12 @@ def clip_vocab_and_merges(path: Path) -> tuple[dict[str, int], list[tuple[str, s
 def build_tokenizer(pad_token: str = EOS) -> CLIPTokenizer:
     """Stable Diffusion's CLIP tokenizer (49,408 tokens, bos 49406, eos 49407, length 77), offline.
 
-    pad_token: EOS (49407) as SD 1.x and SDXL's first tokenizer; "!" (id 0) as OpenCLIP, i.e. SD 2.x's
-    tokenizer and SDXL's second one."""
+    pad_token: "<|endoftext|>" (49407; SD 1.x, SDXL's first tokenizer) or "!" (0; SD 2.x and SDXL's
+    tokenizer_2, as OpenCLIP pads).
+    """
+    if pad_token not in PADS:
+        raise ValueError(f"pad_token={pad_token!r} is not one of {PADS}: Stable Diffusion's tokenizers pad "
+                         f"with {EOS!r} (SD 1.x) or {OPEN_CLIP_PAD!r} (SD 2.x, SDXL tokenizer_2)")
     vocab, merges = clip_vocab_and_merges(bpe_path())
     return CLIPTokenizer(
         vocab=vocab,
@@ -72,3 +79,27 @@ def build_tokenizer(pad_token: str = EOS) -> CLIPTokenizer:
         pad_token=pad_token,
         model_max_length=MODEL_MAX_LENGTH,
     )
+
+
+def pad_for(text_encoder_config) -> str:
+    """The pad token a text encoder was trained with: "!" for OpenCLIP towers (gelu), else eos."""
+    act = getattr(text_encoder_config, "hidden_act", None)
+    if isinstance(text_encoder_config, dict):
+        act = text_encoder_config.get("hidden_act")
+    return OPEN_CLIP_PAD if act == "gelu" else EOS
+
+
+def tokenizer_problem(tokenizer) -> str | None:
+    """Why a loaded tokenizer cannot encode prompts (None when it can).
+
+    A config directory without vocabulary files loads silently as a 2-3 token vocabulary, with
+    model_max_length 1e30 (prompt encoding then overflows) or 77 with garbage ids.
+    """
+    if tokenizer is None:
+        return "no tokenizer was loaded"
+    length = getattr(tokenizer, "model_max_length", None)
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_USABLE_LENGTH:
+        return f"its model_max_length is {length!r} (not a window of at most {MAX_USABLE_LENGTH} tokens)"
+    if len(tokenizer) < VOCAB_SIZE // 2:
+        return f"its vocabulary has {len(tokenizer)} tokens (CLIP has {VOCAB_SIZE}): the vocabulary files are missing"
+    return None

@@ -1,6 +1,6 @@
 """The built-in toy model: procedural shapes (data), its training (train, stages) and checks (check).
 
-The trained weights live in assets/toy (diffusers layout; load with interp.models.load_bundle("toy")),
+The trained weights live in assets/toy (diffusers layout; load with interp.models.load.load_bundle("toy")),
 the open_clip scorer in assets/toy/clip (load with interp.toy.nets.load_toy_clip()).
 """
 from __future__ import annotations

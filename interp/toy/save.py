@@ -115,7 +115,7 @@ TEMPLATE = """# interp's built-in toy model
 the real CLIP tokenizer, UNet2DConditionModel, ControlNetModel) and an open_clip scorer, trained here on
 a CPU from scratch. It draws one clean shape (circle, square, triangle, star, heart) in one of 8 colours
 on one of 4 backgrounds at 64x64, from captions such as "a red circle on a white background".
-Load it with `interp.models.load_bundle("toy")`; the CLIP scorer with `interp.toy.nets.load_toy_clip()`.
+Load it with `interp.models.load.load_bundle("toy")`; the CLIP scorer with `interp.toy.nets.load_toy_clip()`.
 
 ## Data and licence
 

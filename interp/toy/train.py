@@ -98,7 +98,7 @@ def _stage(report: dict[str, Any], name: str, result: Any) -> dict[str, Any]:
 
 def check(out: Path, budget: Budget, seed: int, report: dict[str, Any]) -> None:
     """Reload the saved model through interp.models and measure VAE PSNR and sample colour accuracy."""
-    from interp.models.bundle import load_bundle
+    from interp.models.load import load_bundle
     from interp.toy import check as checks
 
     t0 = time.perf_counter()
