@@ -48,7 +48,7 @@ OPTIONS = (  # (label, load_bundle options, attention processor)
     ("cpu offload", {"cpu_offload": True}, "sdpa"),
     ("compile unet", {"compile_unet": True}, "sdpa"),
 )
-METHODS = ("unet_forward", "controlnet_forward", "encode_images", "decode_latents", "encode_text")
+METHODS = ("unet_forward", "controlnet_forward", "encode_images", "decode_latents", "encode_prompt")
 
 
 class ForwardTimer:

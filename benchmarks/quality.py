@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from interp.eval.report import markdown_table, write_report  # noqa: E402
 from interp.eval.harness import SCHEMES, evaluate, make_variants, pair_settings, toy_pairs  # noqa: E402
 from interp.pacing import respace_render  # noqa: E402
+from interp.timeline import two_image  # noqa: E402
 from interp.metrics import get_distance  # noqa: E402
 from interp.models.load import load_bundle  # noqa: E402
 from interp.render import Interpolator  # noqa: E402
@@ -53,7 +54,7 @@ def respace_table(engine, pairs, settings: Settings, distance) -> tuple:
     rows, raw = [], []
     for pair in pairs:
         s = pair_settings(settings, pair, make_variants(["method"], [1])[0])
-        _, report = respace_render(engine, pair.image_a, pair.image_b, s, {}, distance)
+        _, report = respace_render(engine, two_image(pair.image_a, pair.image_b, s), s, {}, distance)
         b, a = report["before"], report["after"]
         raw.append(report)
         rows.append(f"| {pair.name} | {b['pdv']:.3g} | {a['pdv']:.3g} | {b['max_min_ratio']:.3g} | "

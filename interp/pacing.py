@@ -32,12 +32,6 @@ def result_pacing(result, distance: metrics.Distance = metrics.lab_distance) -> 
     return pacing([f.position for f in result.frames], result.images, distance)
 
 
-def respaced_settings(settings: Settings, measured: dict) -> Settings:
-    """`settings` with a custom curve that puts the frames where `measured` distances even out."""
-    new = respace(measured["positions"], measured["distances"])
-    return settings.replace(curve=Curve.CUSTOM, curve_points=positions_to_points(new))
-
-
 def describe(before: dict, after: dict) -> str:
     """One line for people: how uneven the steps were and are (max/min step ratio, PDV)."""
     def ratio(m: dict) -> str:
@@ -47,41 +41,45 @@ def describe(before: dict, after: dict) -> str:
             f"PDV {before['pdv']:.4f} -> {after['pdv']:.4f}")
 
 
-def respace_render(engine, image_a, image_b, settings: Settings,
+def respace_render(engine, timeline, settings: Settings,
                    edits: Optional[Mapping[int, FrameEdit]] = None,
                    distance: metrics.Distance = metrics.lab_distance, *, rounds: int = 1,
-                   on_event: EventCallback = ignore_event, cancel: Optional[CancelToken] = None,
-                   **render_kwargs) -> tuple:
-    """Render, measure, move the frames to even out the distances, render again (frames whose keys
-    did not change are reused); `rounds` repeats the last two steps.
+                   keep_counts: bool = False, fps: float = 10.0,
+                   on_event: EventCallback = ignore_event,
+                   cancel: Optional[CancelToken] = None) -> tuple:
+    """Render a timeline, measure, move every frame so adjacent steps look equally large across the
+    whole sequence (respaced_timeline), render again (frames whose keys did not change are reused);
+    `rounds` repeats the last two steps. Edits survive only with keep_counts (frame numbers move).
 
-    Returns (the respaced RenderResult, report) where report has "before" and "after" (pacing()),
-    per-round entries, the new curve points and which frames were generated and reused.
+    Returns (the respaced TimelineResult, report): report has "before" and "after" (timeline_pacing),
+    per-round entries, each segment's frames and curve points, and which frames were generated.
     """
+    from interp.sequence import render_timeline
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds={rounds!r} is not allowed: expected an integer >= 1")
-    result = engine.render(image_a, image_b, settings, edits, on_event=on_event, cancel=cancel,
-                           **render_kwargs)
-    steps = [result_pacing(result, distance)]
+    run = dict(fps=fps, on_event=on_event, cancel=cancel)
+    result = render_timeline(engine, timeline, settings, edits, **run)
+    steps = [timeline_pacing(result, distance)]
     for _ in range(rounds):
-        current = respaced_settings(settings, steps[-1])
-        result = engine.render(image_a, image_b, current, edits, on_event=on_event, cancel=cancel,
-                               **render_kwargs)
-        steps.append(result_pacing(result, distance))
+        timeline = respaced_timeline(timeline, steps[-1], keep_counts)
+        result = render_timeline(engine, timeline, settings, edits if keep_counts else None, **run)
+        steps.append(timeline_pacing(result, distance))
     report = {"before": steps[0], "after": steps[-1], "rounds": steps[1:],
               "generated": result.generated, "reused": result.reused,
-              "curve_points": [list(p) for p in result.settings.curve_points]}
+              "segments": [s.to_dict() for s in timeline.segments]}
     return result, report
 
 
 def format_report(report: dict) -> str:
-    """Before/after lines of a respace report (positions, distances, PDV, max/min)."""
+    """Before/after lines of a respace report (PDV, max/min, each segment's positions)."""
     lines = []
     for name in ("before", "after"):
         step = report[name]
         lines.append(f"{name:>6}: PDV {step['pdv']:.3g}  max/min {step['max_min_ratio']:.3g}  "
                      f"smoothness {step['smoothness']:.3f}")
-        lines.append("        positions " + " ".join(f"{p:.3f}" for p in step["positions"]))
+        for s, seg in enumerate(step["segments"]):
+            lines.append(f"        segment {s + 1} positions "
+                         + " ".join(f"{p:.3f}" for p in seg["positions"]))
         lines.append("        distances " + " ".join(f"{d:.3f}" for d in step["distances"]))
     lines.append(f"reused frames: {report['reused']}  generated: {report['generated']}")
     return "\n".join(lines)

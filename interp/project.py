@@ -86,7 +86,7 @@ def _load(data: dict) -> Project:
         raise InputError(f"project version {data.get('version')!r} is not supported "
                          f"(this interp reads versions 1 and {VERSION})")
     settings = _parse("settings", lambda: Settings.from_dict(_section(data, "settings", dict)))
-    export = _parse("export", lambda: Export.from_dict(_section(data, "export", dict, {})))
+    export = _parse("export", lambda: Export.from_dict(_old_export(_section(data, "export", dict, {}))))
     timeline = _timeline_v1(data, settings) if data["version"] == 1 else _timeline(data)
     edits = _parse("edits", lambda: _edits(_section(data, "edits", dict, {})))
     _parse("edits", lambda: _check_edits(edits, layout(timeline, settings, export.fps)))
@@ -96,6 +96,11 @@ def _load(data: dict) -> Project:
                          f"characters or null, got {type(model).__name__}")
     seeds = _parse("seeds", lambda: _seeds(_section(data, "seeds", dict, {})))
     return Project(timeline, settings, edits, export, model, seeds)
+
+
+def _old_export(raw: dict) -> dict:
+    """Version 1 called the GIF loop count "loop" (now gif_loop; loop closes a timeline)."""
+    return {("gif_loop" if k == "loop" else k): v for k, v in raw.items()}
 
 
 def _timeline_v1(data: dict, settings: Settings) -> Timeline:

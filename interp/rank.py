@@ -23,8 +23,9 @@ from interp.models.hub import hub_offline
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CLIP = ("ViT-B-32", "laion2b_s34b_b79k")  # small, good default
-PAPER_CLIP = ("ViT-L-14", "openai")  # the paper's ranking model
+PAPER_CLIP = ("ViT-L-14", "openai")  # the paper's ranking model (OpenAI CLIP ViT-L/14)
+DEFAULT_CLIP = PAPER_CLIP            # what real models rank with unless told otherwise
+SMALL_CLIP = ("ViT-B-32", "laion2b_s34b_b79k")  # a smaller choice for small GPUs
 TINY_CLIP_NAME = "interp-tiny-clip"  # random tiny model for tests, config in interp/clip_configs/
 CONFIG_DIR = Path(__file__).with_name("clip_configs")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -188,7 +189,7 @@ def _resolve(name: str, pretrained: str, cache_dir: str | None) -> tuple[str, di
 
     if name not in open_clip.list_models():
         raise ModelUnavailable(f"CLIP model {name!r} is not a known open_clip config "
-                               f"(e.g. {DEFAULT_CLIP[0]!r}, {PAPER_CLIP[0]!r}, {TINY_CLIP_NAME!r})")
+                               f"(e.g. {PAPER_CLIP[0]!r}, {SMALL_CLIP[0]!r}, {TINY_CLIP_NAME!r})")
     if pretrained.endswith(WEIGHT_SUFFIXES) or os.sep in pretrained or os.path.isfile(pretrained):
         if not os.path.isfile(pretrained):
             raise ModelUnavailable(f"CLIP {name!r}: weights file {pretrained!r} does not exist")

@@ -299,8 +299,7 @@ def choose(i: int, edit: FrameEdit, scores: Optional[tuple], k: int) -> int:
 
 def baseline_frames(ctx: FrameContext, z_a: torch.Tensor, z_b: torch.Tensor) -> dict:
     """Table 1 baselines: one candidate per frame, computed fresh (no frame cache), decoded together."""
-    latents = baselines.run(ctx.settings.scheme, ctx.bundle, ctx.scheduler, ctx.plan, ctx.settings, z_a, z_b,
-                            ctx.path, ctx.on_event, ctx.cancel)
+    latents = baselines.run(ctx, z_a, z_b)
     order = sorted(latents)
     with torch.no_grad():
         decoded = ctx.bundle.decode_latents(torch.cat([latents[i] for i in order]).to(

@@ -136,7 +136,7 @@ class Export:
     """Video export knobs."""
     fps: float = 10.0
     pingpong: bool = False     # play forward then backward (no repeated turn-around frames)
-    loop: int = 0              # GIF loop count; 0 = forever
+    gif_loop: int = 0          # GIF loop count; 0 = forever
     hold_first: int = 0        # extra copies of the first frame
     hold_last: int = 0         # extra copies of the last frame
 
@@ -148,7 +148,7 @@ class Export:
             raise ValueError(f"fps={self.fps!r} is not allowed: expected at most {lim.fps}, "
                              f"this server's limit, set by {limits.env_name('fps')}")
         check(isinstance(self.pingpong, bool), "pingpong", self.pingpong, "true or false")
-        whole("loop", self.loop, 0, lim.gif_loop, "gif_loop", " (0 = forever)")
+        whole("gif_loop", self.gif_loop, 0, lim.gif_loop, "gif_loop", " (0 = forever)")
         for name in ("hold_first", "hold_last"):
             whole(name, getattr(self, name), 0, lim.hold_frames, "hold_frames")
 

@@ -169,14 +169,14 @@ def write_gif(frames: Sequence[Image.Image], path: PathLike, export: Export) -> 
     palettes: dict[int, Image.Image] = {}
     with _atomic_path(path) as tmp, tmp.open("wb") as handle:
         first = _quantize(order[0], palettes)
-        header, _ = GifImagePlugin.getheader(first.copy(), info={"loop": export.loop})
+        header, _ = GifImagePlugin.getheader(first.copy(), info={"loop": export.gif_loop})
         handle.writelines(header)
         for frame, duration in zip(order, durations):
             data = GifImagePlugin.getdata(_quantize(frame, palettes), duration=duration,
                                           disposal=1, include_color_table=True)
             handle.writelines(data)
         handle.write(b";")  # GIF trailer
-    logger.info("wrote %s: %d frames, loop=%d", path, len(order), export.loop)
+    logger.info("wrote %s: %d frames, loop=%d", path, len(order), export.gif_loop)
     return path
 
 

@@ -116,7 +116,7 @@ def test_killed_render_resumes_from_its_store(tmp_path):
 
 
 def test_edit_flag_parsing_keeps_commas_inside_prompts():
-    from interp.cli.render import parse_edit
+    from interp.cli.inputs import parse_edit
     frame, edit = parse_edit("8:prompt=a cat, sitting, happy,strength=0.5,keyframe=on,seed=3")
     assert frame == 8 and edit.prompt == "a cat, sitting, happy"
     assert edit.strength == 0.5 and edit.keyframe and edit.seed == 3
@@ -157,11 +157,54 @@ def test_render_respace_writes_the_evened_sequence_and_its_report(tmp_path, caps
     assert "before: PDV" in printed and "after: PDV" in printed
     summary = json.loads((out / "summary.json").read_text())
     report = summary["respace"]
-    before = report["before"]
+    before = report["before"]["segments"][0]
     expected = evenly_paced(before["positions"], before["distances"])
     assert [f["position"] for f in summary["frames"]] == pytest.approx(expected.tolist(), abs=1e-9)
-    assert summary["settings"]["curve"] == "custom"
+    assert summary["segments"][0]["settings"]["curve"] == "custom"
     from PIL import Image
     frames = [Image.open(out / f"frames/frame_{i:04d}.png").convert("RGB") for i in range(5)]
     d = metrics.adjacent_distances(frames, metrics.lab_distance)   # the written frames are the paced ones
     assert report["after"]["distances"] == pytest.approx(d.tolist(), abs=2e-3)
+
+C = str(ROOT / "assets/examples/coffee.jpg")
+
+
+def test_render_through_three_images_with_frames_per_segment(tmp_path):
+    out = tmp_path / "three"
+    assert main(["render", A, B, C, "--frames", "5,7", "--out", str(out), *TINY]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["frames"]) == 5 + 7 - 1 == len(read_video_frames(out / "sequence.mp4"))
+    assert [(s["keyframes"], s["frames"], s["first_frame"]) for s in summary["segments"]] == \
+        [([0, 1], 5, 0), ([1, 2], 7, 4)]
+    assert [(f["segment"], f["local"]) for f in summary["frames"][3:6]] == [(0, 3), (0, 4), (1, 1)]
+
+
+def test_a_loop_exports_every_frame_once_without_the_seam_frame(tmp_path):
+    out = tmp_path / "loop"
+    assert main(["render", A, B, C, "--frames", "5", "--loop", "--out", str(out), *TINY]) == 0
+    frames = read_video_frames(out / "sequence.mp4")
+    assert len(frames) == 3 * 5 - 3                          # s segments of n frames: s x n - s
+    first, last = (f.astype(int) for f in (frames[0], frames[-1]))
+    assert np.abs(first - last).mean() > 3                   # the last frame is not A again
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["loop"] and summary["segments"][-1]["keyframes"] == [2, 0]
+
+
+def test_render_reads_a_timeline_file(tmp_path):
+    import shutil
+    for name, src in (("a.jpg", A), ("b.jpg", B), ("c.jpg", C)):
+        shutil.copy(src, tmp_path / name)
+    (tmp_path / "t.json").write_text(json.dumps({
+        "keyframes": [{"image": "a.jpg", "prompt": "an astronaut"}, {"image": "b.jpg"},
+                      {"image": "c.jpg", "prompt": "coffee", "negative_prompt": "dark"}],
+        "segments": [{"frames": 3}, {"duration": 0.4, "seed": 7}]}))
+    out = tmp_path / "from-file"
+    assert main(["render", "--timeline", str(tmp_path / "t.json"), "--out", str(out), *TINY]) == 0
+    segments = json.loads((out / "summary.json").read_text())["segments"]
+    assert [s["frames"] for s in segments] == [3, 5]             # 0.4 s at 10 fps -> 5 frames
+    first, second = (s["settings"] for s in segments)
+    assert (first["prompt"], first["prompt_b"]) == ("an astronaut", "a photo")
+    assert (second["prompt"], second["prompt_b"], second["negative_prompt_b"]) == \
+        ("a photo", "coffee", "dark")
+    assert second["seed"] == 7 and first["seed"] == 0
+    assert main(["render", A, "--timeline", str(tmp_path / "t.json"), "--out", str(out), *TINY]) == 2

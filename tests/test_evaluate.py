@@ -9,6 +9,7 @@ from PIL import Image
 from interp import metrics
 from interp.eval.harness import ALPHA_BLEND, SCHEMES, evaluate, folder_pairs, make_variants, toy_pairs
 from interp.pacing import respace_render
+from interp.timeline import two_image
 from helpers import evenly_paced
 from interp.render import Interpolator
 from interp.settings import Curve, Settings
@@ -86,19 +87,21 @@ def test_folder_pairs_names_and_prompts(tmp_path):
 
 def test_respace_render_moves_frames_by_inverse_cumulative_distance(tiny, photo_pair):
     settings = FAST.replace(prompt="a photo")
-    result, report = respace_render(tiny, *photo_pair, settings, {}, metrics.pixel_distance)
-    before = report["before"]
+    result, report = respace_render(tiny, two_image(*photo_pair, settings), settings, {},
+                                    metrics.pixel_distance)
+    before = report["before"]["segments"][0]
     expected = evenly_paced(before["positions"], before["distances"])
     np.testing.assert_allclose([f.position for f in result.frames], expected, atol=1e-9)
-    assert result.settings.curve == Curve.CUSTOM
+    paced = result.segments[0].settings
+    assert paced.curve == Curve.CUSTOM and result.settings.curve == settings.curve
     after = metrics.adjacent_distances(result.images, metrics.pixel_distance)
     np.testing.assert_allclose(report["after"]["distances"], after)
     assert report["after"]["pdv"] == pytest.approx(metrics.pdv(after))
     # the respaced sequence is cached: rendering it again generates nothing
-    again = tiny.render(*photo_pair, result.settings)
+    again = tiny.render(*photo_pair, paced)
     assert again.generated == [] and again.reused == [1, 2, 3]
     with pytest.raises(ValueError, match="rounds"):
-        respace_render(tiny, *photo_pair, settings, rounds=0)
+        respace_render(tiny, two_image(*photo_pair, settings), settings, rounds=0)
 
 
 def test_cli_eval_writes_table_for_cheap_schemes(tmp_path, capsys):
@@ -201,7 +204,7 @@ def test_toy_respacing_shrinks_the_distance_spread(toy_engine, toy_eval):
     before, after = [], []
     for pair in toy_pairs(TOY_PAIRS, seed=0):
         s = TOY.replace(prompt=pair.prompt_a, prompt_b=pair.prompt_b)
-        _, report = respace_render(toy_engine, pair.image_a, pair.image_b, s, {})
+        _, report = respace_render(toy_engine, two_image(pair.image_a, pair.image_b, s), s, {})
         before.append(report["before"]["pdv"])
         after.append(report["after"]["pdv"])
     assert np.median(after) < 0.8 * np.median(before)

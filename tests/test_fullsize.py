@@ -112,16 +112,13 @@ def test_small_networks_give_finite_outputs():
     assert torch.isfinite(decoded).all() and 0.05 < float(decoded.std()) < 20
 
 
-def test_loader_names_and_sdxl_until_it_renders():
-    assert weights_available("random-sd15") and weights_available("random-sd21")
-    assert not weights_available("random-sdxl")
-    with pytest.raises(ModelUnavailable, match="SDXL.*build_random"):
-        load_bundle("random-sdxl")
+def test_loader_names():
+    assert all(weights_available(f"random-{n}") for n in ("sd15", "sd21", "sdxl"))
 
 
 def test_random_model_loads_by_name_and_says_so(caplog):
     """controlnet=None builds no ControlNet at all (saves its 361M parameters)."""
-    with caplog.at_level(logging.WARNING, logger="interp.models.bundle"):
+    with caplog.at_level(logging.WARNING, logger="interp.models.load"):
         bundle = load_bundle("random-sd15", controlnet=None, dtype="bfloat16")
     assert "random-sd15" in caplog.text and "RANDOM weights" in caplog.text
     assert bundle.controlnet is None and bundle.name == "random-sd15"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from hostile import EXAMPLES, alive, connect, start_studio
-from interp.session import SESSION_PREFIX, remove_session_dirs
+from interp.exports import SESSION_PREFIX, remove_session_dirs
 from interp.settings import Settings
 from interp.video import read_video_frames
 

@@ -50,7 +50,7 @@ def test_each_bound_is_enforced_by_the_library(monkeypatch):
         monkeypatch.setenv(f"INTERP_MAX_{variable}", "10")
     monkeypatch.setenv("INTERP_MAX_CANDIDATES", "4")
     checks = [(lambda: Export(hold_first=11), "INTERP_MAX_HOLD_FRAMES"),
-              (lambda: Export(loop=11), "INTERP_MAX_GIF_LOOP"),
+              (lambda: Export(gif_loop=11), "INTERP_MAX_GIF_LOOP"),
               (lambda: Export(fps=11), "INTERP_MAX_FPS"),
               (lambda: FrameEdit(candidate=4), "INTERP_MAX_CANDIDATES"),
               (lambda: FrameEdit(prompt="x" * 11), "INTERP_MAX_PROMPT_CHARS"),
@@ -59,7 +59,7 @@ def test_each_bound_is_enforced_by_the_library(monkeypatch):
     for build, words in checks:
         with pytest.raises(ValueError, match=re.escape(words)):
             build()
-    Export(hold_first=10, loop=10, fps=10)
+    Export(hold_first=10, gif_loop=10, fps=10)
     FrameEdit(candidate=3, prompt="x" * 10)
 
 

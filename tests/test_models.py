@@ -182,7 +182,7 @@ def test_deterministic_weights_and_identity(bundles):
     first = bundles["tiny-sd15"]
     for p, q in zip(first.unet.parameters(), again.unet.parameters()):
         assert torch.equal(p, q)
-    assert again.identity == first.identity and again.identity.startswith("tiny-sd15:v1:")
+    assert again.identity == first.identity and again.identity.startswith("tiny-sd15:v2:")
     assert len({bundles[n].identity for n in TINY}) == 3
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from interp.errors import ModelUnavailable
 from interp.rank import (
     best,
-    DEFAULT_CLIP, PAPER_CLIP, TINY_CLIP_NAME, ClipScorer, build_tiny_clip, load_clip_scorer, save_clip,
+    SMALL_CLIP, PAPER_CLIP, TINY_CLIP_NAME, ClipScorer, build_tiny_clip, load_clip_scorer, save_clip,
 )
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's published normalisation constants
@@ -191,7 +191,7 @@ def test_local_file_round_trip(tiny, tmp_path, suffix):
     assert loaded.identity == f"open_clip:{TINY_CLIP_NAME}:sha256:{digest}"
 
 
-@pytest.mark.parametrize("name, pretrained", [DEFAULT_CLIP, PAPER_CLIP])
+@pytest.mark.parametrize("name, pretrained", [SMALL_CLIP, PAPER_CLIP])
 def test_offline_hub_weights_fail_fast(monkeypatch, tmp_path, name, pretrained):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()

@@ -182,8 +182,8 @@ def test_tiny_sdxl_single_file_round_trip(tmp_path):
             assert _same_state(parts[net], loaded[net]), net
         assert [loaded[t].pad_token_id for t in ("tokenizer", "tokenizer_2")] == [49407, 0]
         assert tokenizer_problem(loaded["tokenizer_2"]) is None
-    with pytest.raises(ModelUnavailable, match="SDXL"):
-        load_bundle(str(path), config=str(config))
+    bundle = load_bundle(str(path), config=str(config))          # an SDXL checkpoint renders
+    assert bundle.family == "sdxl" and bundle.identity.startswith("file:")
     # the networks as loaded still run the SDXL way: pooled projection + 6 time ids, ControlNet residuals
     ids = build_tokenizer("!")(["a cat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():

@@ -132,7 +132,7 @@ def gif_length(path) -> int:
 
 @pytest.mark.parametrize("fps", [10, 24, 7.5])
 def test_gif_keeps_held_frames_and_timing(fps, tmp_path):
-    export = Export(fps=fps, hold_first=2, hold_last=3, pingpong=True, loop=0)
+    export = Export(fps=fps, hold_first=2, hold_last=3, pingpong=True, gif_loop=0)
     path = write_gif(solid_frames(5), tmp_path / "a.gif", export)
     order, durations, info = gif_frames(path)
     assert order == [0, 0, 0, 1, 2, 3, 4, 4, 4, 4, 3, 2, 1]
@@ -146,7 +146,7 @@ def test_gif_keeps_held_frames_and_timing(fps, tmp_path):
 def test_gif_colours_and_loop_count(tmp_path):
     noise = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
     frames = [Image.fromarray(noise), Image.fromarray(255 - noise)]
-    path = write_gif(frames, tmp_path / "b.gif", Export(fps=10, loop=3))
+    path = write_gif(frames, tmp_path / "b.gif", Export(fps=10, gif_loop=3))
     with Image.open(path) as image:
         assert image.info["loop"] == 3 and image.n_frames == 2 and image.size == (40, 48)
         decoded = [np.asarray(f.convert("RGB"), int) for f in ImageSequence.Iterator(image)]

@@ -146,7 +146,7 @@ def export_knobs(e: dict) -> dict:
         knobs = {"fps": gr.Slider(1, lim.fps, e["fps"], step=1, label="Frames per second"),
                  "pingpong": gr.Checkbox(e["pingpong"], label="Ping-pong")}
     with gr.Row():
-        knobs["loop"] = gr.Number(e["loop"], precision=0, minimum=0, maximum=lim.gif_loop,
+        knobs["gif_loop"] = gr.Number(e["gif_loop"], precision=0, minimum=0, maximum=lim.gif_loop,
                                   label="GIF loops (0 = ∞)")
         for name, label in (("hold_first", "Hold first"), ("hold_last", "Hold last")):
             knobs[name] = gr.Number(e[name], precision=0, minimum=0, maximum=lim.hold_frames,

@@ -18,7 +18,7 @@ from ui.sessions import Sessions
 from interp import limits
 from interp.forms import (EXPORT_FIELDS, FORM_FIELDS, bounded_preset, form_from_export,
                           form_from_settings)
-from interp.session import remove_session_dirs
+from interp.exports import remove_session_dirs
 from interp.settings import PRESETS, Export, Settings
 from interp.models.startup import model_settings
 

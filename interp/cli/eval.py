@@ -51,8 +51,10 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory for results and plots")
 
     r = sub.add_parser("respace", help="render, then re-render with perceptually even frame spacing")
-    r.add_argument("image_a")
-    r.add_argument("image_b")
+    r.add_argument("images", nargs="+", metavar="IMAGE", help="two or more images, in order")
+    r.add_argument("--loop", action="store_true", help="close the timeline: last image -> first")
+    r.add_argument("--keep-counts", action="store_true",
+                   help="every segment keeps its frame count (its frames only move)")
     add_model_flags(r)
     add_settings_flags(r)
     r.add_argument("--rounds", type=int, default=1, help="respacing rounds (each re-renders)")
@@ -110,14 +112,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_respace(args: argparse.Namespace) -> int:
-    from interp.pacing import format_report, respace_render
-    from interp.images import load_image
+    from interp.cli.inputs import read_timeline
     from interp.metrics import get_distance
+    from interp.pacing import format_report, respace_render
     settings = _settings(args, _is_toy(args))
     check_outputs(args.out, args)
+    timeline = read_timeline(None, args.images, args.loop, [settings.frames])
     engine, _ = engine_from_args(args, settings)
-    result, report = respace_render(engine, load_image(args.image_a), load_image(args.image_b),
-                                    settings, {}, get_distance(args.distance), rounds=args.rounds)
+    result, report = respace_render(engine, timeline, settings, {}, get_distance(args.distance),
+                                    rounds=args.rounds, keep_counts=args.keep_counts)
     sys.stdout.write(format_report(report) + "\n")
     if args.out is not None:
         from interp.video import export_all

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from interp.forms import OPTIONAL_SIZE, OPTIONAL_TEXT
 from interp.models.startup import add_loader_flags
-from interp.settings import PRESETS, Settings, preset
+from interp.settings import PRESETS, Settings
 
 log = logging.getLogger("interp")
 
@@ -45,8 +45,18 @@ def _points(text: str) -> tuple:
                                          f"got {text!r}") from None
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per Settings field; default None means "take the preset's value"."""
+def _frame_list(text: str) -> list:
+    """'9' or '9,17' (frames per segment) -> [9] or [9, 17]."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"frames must look like 17 or 9,17 (one count per "
+                                         f"segment), got {text!r}") from None
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, frame_list: bool = False) -> None:
+    """One flag per Settings field; default None means "take the preset's value". frame_list:
+    --frames takes one count per segment (9,17)."""
     group = parser.add_argument_group("settings (defaults from --preset)")
     for f in dataclasses.fields(Settings):
         default = f.default
@@ -58,6 +68,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
             kwargs.update(type=_bool, metavar="on|off")
         elif f.name == "curve_points":
             kwargs.update(type=_points, metavar="X:Y,X:Y")
+        elif f.name == "frames" and frame_list:
+            kwargs.update(type=_frame_list, metavar="N[,N...]")
         elif f.name in OPTIONAL_TEXT:
             kwargs.update(type=str)
         elif f.name in OPTIONAL_SIZE:
@@ -69,12 +81,21 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
                         help="speed/quality preset that fills every unset flag")
 
 
-def settings_from_args(args: argparse.Namespace, model: Optional[str] = None) -> Settings:
-    """The preset, then what `model` needs (startup.model_settings), then every given flag."""
-    from interp.models.startup import model_settings
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
-             if getattr(args, f.name, None) is not None}
-    return preset(args.preset, **{**model_settings(model), **given})
+def given_settings(args: argparse.Namespace) -> dict:
+    """The Settings fields given as flags."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+            if getattr(args, f.name, None) is not None}
+
+
+def settings_from_args(args: argparse.Namespace, model: Optional[str] = None,
+                       scorer=True) -> Settings:
+    """The preset, then what `model` needs, then every given flag (startup.settings_for); with no
+    CLIP scorer (scorer=None) one candidate per frame unless --candidates is given."""
+    from interp.models.startup import settings_for
+    settings, note = settings_for(args.preset, model, given_settings(args), scorer)
+    if note:
+        log.warning(note)
+    return settings
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -90,17 +111,15 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def engine_from_args(args: argparse.Namespace, settings: Settings,
                      max_batch: Optional[int] = None) -> tuple:
-    """(Interpolator, note) from the model and store flags: the model (offline rule; note says when
-    the built-in one stands in), the frame store, and the CLIP scorer `settings` rank with."""
-    from interp.render import Interpolator
-    from interp.models.startup import load_scorer_for, load_store, loader_options, resolve_and_load
-    bundle, note = resolve_and_load(args.model, args.device, args.dtype, need_controlnet=settings.pose,
-                                    **loader_options(args))
-    if note:
+    """(Interpolator, notes) from the model, store and CLIP flags (startup.build_engine)."""
+    from interp.models.startup import build_engine, loader_options
+    engine, notes = build_engine(args.model, device=args.device, dtype=args.dtype,
+                                 clip=args.clip_model, store=args.store,
+                                 store_max_gb=args.store_max_gb, need_controlnet=settings.pose,
+                                 max_batch=max_batch, **loader_options(args))
+    for note in notes:
         log.warning(note)
-    scorer = load_scorer_for(settings, args.clip_model, bundle)
-    return Interpolator(bundle, load_store(args.store, args.store_max_gb), scorer,
-                        max_batch=max_batch), note
+    return engine, notes
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -20,7 +20,7 @@ def add_pose_parser(sub) -> None:
 
 
 def run_pose(args: argparse.Namespace) -> int:
-    from interp.cli.render import read_json
+    from interp.cli.inputs import read_json
     from interp.pose.keypoints import Pose
     from interp.pose.draw import render_pose
     if args.render is not None:

@@ -1,32 +1,33 @@
-"""`python -m interp render A B ...`: render a sequence, export MP4/GIF/frames and summary.json."""
+"""`python -m interp render A B [C ...]`: render a sequence through two or more images (a keyframe
+timeline), export MP4/GIF/frames and summary.json."""
 from __future__ import annotations
 
 import argparse
-import errno
-import json
+import dataclasses
 import logging
-import re
 import sys
 from pathlib import Path
 
 from interp.cli.flags import (add_model_flags, add_settings_flags, check_outputs, engine_from_args,
                               settings_from_args, write_json)
+from interp.cli.inputs import collect_edits, read_timeline, with_poses
 from interp.models.startup import add_store_flags
-from interp.settings import Export, FrameEdit
+from interp.settings import Export
 
 log = logging.getLogger(__name__)
 
-_EDIT_KEYS = [f for f in FrameEdit.__dataclass_fields__]
-_EDIT_SPLIT = re.compile(r",(?=\s*(?:%s)=)" % "|".join(_EDIT_KEYS))
-
 
 def add_render_parser(sub) -> None:
-    p = sub.add_parser("render", help="interpolate between two images")
-    p.add_argument("image_a", help="first image (any format PIL reads)")
-    p.add_argument("image_b", help="last image")
+    p = sub.add_parser("render", help="interpolate through two or more images")
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="two or more images (any format PIL reads), the keyframes in order")
     p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--timeline", type=Path, metavar="FILE",
+                   help="JSON timeline: keyframes (image, prompt, negative_prompt, pose), segments, "
+                        "loop (see the README)")
+    p.add_argument("--loop", action="store_true", help="close the timeline: last image -> first")
     add_model_flags(p)
-    add_settings_flags(p)
+    add_settings_flags(p, frame_list=True)
     g = p.add_argument_group("frames, cache and ranking")
     g.add_argument("--edit", action="append", default=[], metavar="FRAME:key=value,...",
                    help="per-frame override, e.g. '8:prompt=a cat,strength=0.5,keyframe=on'")
@@ -38,143 +39,73 @@ def add_render_parser(sub) -> None:
                    help="most candidates denoised at once (default: all of a frame)")
     g.add_argument("--clip-model", default=None,
                    help="open_clip NAME:PRETRAINED or NAME:FILE, 'tiny' or 'toy' for ranking "
-                        "(default: the toy model's own CLIP on toy, else ViT-B-32)")
+                        "(default: the toy model's own CLIP on toy, else ViT-L-14:openai)")
     g.add_argument("--respace", action="store_true",
                    help="render, then re-render with frames moved so adjacent steps look equally "
-                        "large (perceptually even pacing; unchanged frames are reused)")
-    g.add_argument("--pose-a", type=Path, help="OpenPose JSON of image A (skips detection)")
-    g.add_argument("--pose-b", type=Path, help="OpenPose JSON of image B (skips detection)")
-    e = p.add_argument_group("export")
-    e.add_argument("--fps", type=float, default=Export.fps)
-    e.add_argument("--pingpong", action="store_true")
-    e.add_argument("--loop", type=int, default=0)
-    e.add_argument("--hold-first", type=int, default=0)
-    e.add_argument("--hold-last", type=int, default=0)
+                        "large across the whole timeline (unchanged frames are reused)")
+    g.add_argument("--keep-counts", action="store_true",
+                   help="with --respace: every segment keeps its frame count (timed keyframes)")
+    g.add_argument("--pose-a", type=Path, help="OpenPose JSON of the first image (two images)")
+    g.add_argument("--pose-b", type=Path, help="OpenPose JSON of the second image (two images)")
+    add_export_flags(p)
     p.set_defaults(func=run_render)
 
 
-def parse_edit(text: str) -> tuple:
-    """'8:prompt=a cat, sitting,strength=0.5' -> (8, FrameEdit(prompt='a cat, sitting', strength=0.5))."""
-    head, sep, body = text.partition(":")
-    if not sep or not head.strip().isdigit():
-        raise ValueError(f"--edit {text!r}: expected FRAME:key=value,... e.g. 8:prompt=a cat")
-    fields: dict = {}
-    for part in _EDIT_SPLIT.split(body):
-        key, eq, value = part.partition("=")
-        key = key.strip()
-        if not eq or key not in _EDIT_KEYS:
-            raise ValueError(f"--edit {text!r}: unknown field {key!r}; known: {_EDIT_KEYS}")
-        fields[key] = _edit_value(key, value)
-    return int(head), FrameEdit(**fields)
-
-
-def _edit_value(key: str, value: str):
-    try:
-        if key in ("strength", "noise"):
-            return float(value)
-        if key in ("seed", "candidate"):
-            return int(value)
-    except ValueError:
-        raise ValueError(f"{key}={value!r} is not a number") from None
-    if key == "keyframe":
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    if key == "pose":
-        return read_json(Path(value.strip()), "pose file")
-    return value
-
-
-def read_json(path: Path, what: str):
-    """A JSON file's content; FileNotFoundError or ValueError naming the file and the problem."""
-    if not path.is_file():
-        raise FileNotFoundError(errno.ENOENT, f"{what} not found" if not path.exists()
-                                else f"{what} is not a file", str(path))
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{path}: {what} is not valid JSON ({str(exc)[:100]})") from None
-
-
-def collect_edits(args: argparse.Namespace) -> dict:
-    """Edits from --edits FILE, then --edit, --regenerate and --select, in that order."""
-    from interp.edits import regenerate, select
-    edits = _edits_file(args.edits) if args.edits else {}
-    for text in args.edit:
-        frame, edit = parse_edit(text)
-        edits[frame] = edit
-    for text in args.regenerate:
-        frame, _, seed = text.partition(":")
-        edits = regenerate(edits, int(frame), int(seed) if seed else None)
-    for text in args.select:
-        frame, _, cand = text.partition(":")
-        if not cand:
-            raise ValueError(f"--select {text!r}: expected FRAME:CANDIDATE")
-        edits = select(edits, int(frame), int(cand))
-    return edits
-
-
-def _edits_file(path: Path) -> dict:
-    from interp import limits
-    from interp.edits import edits_from_dict
-    data = read_json(path, "edits file")
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: an edits file holds a JSON object such as "
-                         f'{{"8": {{"prompt": "a tiger"}}}}, not a {type(data).__name__}')
-    bound = limits.current().edits
-    if len(data) > bound:
-        raise ValueError(f"{path}: {len(data)} frame edits are over this server's limit of "
-                         f"{bound} (set by {limits.env_name('edits')})")
-    bad = [k for k, v in data.items() if not (k.isdigit() and isinstance(v, dict))]
-    if bad:
-        raise ValueError(f"{path}: entry {bad[0][:20]!r} must map a frame number to an object "
-                         "of FrameEdit fields")
-    return edits_from_dict(data)
+def add_export_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Export field (gif_loop is --gif-loop), defaults from Export."""
+    group = parser.add_argument_group("export")
+    for f in dataclasses.fields(Export):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            group.add_argument(flag, action="store_true")
+        else:
+            group.add_argument(flag, type=type(f.default), default=f.default)
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from interp.images import load_image
     from interp.models.startup import resolve_model
     from interp.video import export_all, write_frames_dir
 
+    frames = args.frames or [None]
+    args.frames = frames[0]
     settings = settings_from_args(args, resolve_model(args.model)[0])
-    export = Export(fps=args.fps, pingpong=args.pingpong, loop=args.loop,
-                    hold_first=args.hold_first, hold_last=args.hold_last)
+    export = Export(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Export)})
     check_outputs(args.out, args)      # before any model work: a bad --out fails now
     edits = collect_edits(args)
-    image_a, image_b = load_image(args.image_a), load_image(args.image_b)
-    poses = _load_poses(args)
-    engine, note = engine_from_args(args, settings, args.max_batch)
-    bundle = engine.bundle
-    report = None
-    with _Progress() as progress:
-        if args.respace:
-            from interp.pacing import respace_render
-            result, report = respace_render(engine, image_a, image_b, settings, edits,
-                                            on_event=progress, **poses)
-        else:
-            result = engine.render(image_a, image_b, settings, edits, on_event=progress, **poses)
-    out: Path = args.out
-    paths = export_all(result.images, out, export, formats=("mp4", "gif", "zip"))
-    paths["frames"] = write_frames_dir(result.images, out / "frames")[0].parent
+    timeline = read_timeline(args.timeline, args.images, args.loop,
+                             [n or settings.frames for n in frames])
+    timeline = with_poses(timeline, args.pose_a, args.pose_b)
+    engine, notes = engine_from_args(args, settings, args.max_batch)
+    if engine.scorer is None:
+        settings = settings_from_args(args, engine.bundle.name, scorer=None)
+    result, report = _render(engine, timeline, settings, edits, export, args)
+    paths = export_all(result.images, args.out, export, formats=("mp4", "gif", "zip"))
+    paths["frames"] = write_frames_dir(result.images, args.out / "frames")[0].parent
     summary = result.summary()
+    bundle = engine.bundle
     summary.update(model={"name": bundle.name, "identity": bundle.identity,
                           "device": str(bundle.device), "dtype": str(bundle.dtype)},
-                   export={k: str(v) for k, v in paths.items()}, note=note)
+                   export={k: str(v) for k, v in paths.items()}, notes=notes)
     if report is not None:
         from interp.eval.report import json_safe
         from interp.pacing import format_report
         summary["respace"] = json_safe(report)
         sys.stdout.write(format_report(report) + "\n")
-    write_json(out / "summary.json", summary)
+    write_json(args.out / "summary.json", summary)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return 0
 
 
-def _load_poses(args: argparse.Namespace) -> dict:
-    if not (args.pose_a or args.pose_b):
-        return {}
-    from interp.pose.keypoints import Pose
-    return {name: Pose.from_json(read_json(path, "pose file")) if path else None
-            for name, path in (("pose_a", args.pose_a), ("pose_b", args.pose_b))}
+def _render(engine, timeline, settings, edits, export, args) -> tuple:
+    """(TimelineResult, respace report or None), with a progress bar."""
+    from interp.sequence import render_timeline
+    with _Progress() as progress:
+        if args.respace:
+            from interp.pacing import respace_render
+            return respace_render(engine, timeline, settings, edits, keep_counts=args.keep_counts,
+                                  fps=export.fps, on_event=progress)
+        return render_timeline(engine, timeline, settings, edits, fps=export.fps,
+                               on_event=progress), None
 
 
 class _Progress:

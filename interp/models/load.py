@@ -243,7 +243,7 @@ def weights_available(model: str) -> bool:
     if name in TINY_SPECS:
         return True
     if name in RANDOM_SPECS:
-        return not RANDOM_SPECS[name].sdxl
+        return True
     if model == "toy":
         return any((TOY_DIR / "unet").glob("*.safetensors"))
     repo = PRESETS[name][0] if name in PRESETS else name

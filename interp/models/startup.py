@@ -1,8 +1,8 @@
-"""Choosing and loading what a run needs: the model (with the offline fallback), store and scorer.
-
-Shared by the CLI and the app so both follow the same rule: an explicitly requested model must
-load or fail with a clear error; with none requested, the default preset is used when its weights
-are available locally, else the built-in model with a note saying so.
+"""Choosing and loading what a run needs: the model (with the offline fallback), store and CLIP
+scorer (build_engine), and the order its Settings come from (settings_for). The CLI and the app
+both call these, so they follow the same rules: an explicitly requested model must load or fail
+with a clear error; with none requested, the default preset is used when its weights are available
+locally, else the built-in model with a note saying so.
 """
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Optional
 
 from interp.errors import ModelUnavailable
-from interp.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "sd15"
 BUILTIN_FALLBACK = ("toy", "tiny")
-DEFAULT_CLIP = "ViT-B-32:laion2b_s34b_b79k"
 DEFAULT_STORE_GB = 10.0
+# The paper's example ranking prompts (without its "2D" / "3D render": not every morph is 2D art).
+RANKING = {"rank_positive": "high quality, detailed", "rank_negative": "blurry, distorted"}
+NO_RANKING_NOTE = ("no CLIP model could be loaded ({cause}), so nothing ranks candidates: each frame "
+                   "makes one (give --candidates N, or set Candidates, to keep N for a manual pick)")
 
 
 def default_device() -> str:
@@ -48,14 +50,32 @@ def resolve_model(requested: Optional[str]) -> tuple:
 
 
 def model_settings(name: Optional[str]) -> dict:
-    """Settings a model needs whatever the preset (the built-in models' size, guidance, ranking
-    prompts); explicit flags and knobs still win. {} for real models."""
+    """Settings a model needs whatever the preset; explicit flags and knobs still win. The built-in
+    models: their size, guidance and ranking prompts; real models: the paper's ranking prompts (so
+    the candidates a preset makes are ranked)."""
     if name == "toy":
         from interp.toy import RECOMMENDED
         return dict(RECOMMENDED)
     if name is not None and name.startswith("tiny"):
         return {"size": 64}   # random test weights: 64 px is all they are for
-    return {}
+    if name is not None and name.startswith("random-"):
+        return {}             # random full-size weights: nothing to rank
+    return dict(RANKING)
+
+
+def settings_for(preset_name: str, model: Optional[str], given: Optional[dict] = None,
+                 scorer=True) -> tuple:
+    """(Settings, note): the preset, then what `model` needs (both cut to this server's limits),
+    then the values given (past a limit: an error naming it); with no CLIP scorer (scorer=None) a
+    preset makes one candidate per frame unless candidates were given (note says so)."""
+    from interp.forms import bounded_preset
+    given = dict(given or {})
+    note = None
+    if scorer is None and "candidates" not in given:
+        given["candidates"] = 1
+        note = NO_RANKING_NOTE.format(cause="none is loaded")
+    base = bounded_preset(preset_name, **model_settings(model))   # the preset cut to the limits
+    return base.replace(**given), note                          # given values: checked, not cut
 
 
 def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
@@ -116,29 +136,40 @@ def load_store(directory: Optional[Path], max_gb: float = DEFAULT_STORE_GB):
 
 def parse_clip_spec(spec: Optional[str]) -> tuple:
     """'NAME:PRETRAINED_OR_FILE' -> (name, pretrained)."""
-    name, _, pretrained = (spec or DEFAULT_CLIP).partition(":")
+    from interp.rank import DEFAULT_CLIP
+    name, _, pretrained = (spec or ":".join(DEFAULT_CLIP)).partition(":")
     return name, pretrained or None
 
 
-def load_scorer_for(settings: Settings, spec: Optional[str], bundle):
-    """A CLIP scorer when ranking is asked for, else None; unavailable -> warning and no ranking."""
-    if not (settings.rank_positive or settings.rank_negative) or settings.candidates == 1:
-        return None
-    try:
-        return load_scorer(spec, bundle)
-    except ModelUnavailable as exc:
-        log.warning("%s; frames will use the first candidate (no ranking)", exc)
-        return None
-
-
 def load_scorer(spec: Optional[str], bundle):
-    """The CLIP scorer for `spec` ('NAME:PRETRAINED', 'tiny', 'toy'); with no spec the toy model's
-    own CLIP for the toy model, else DEFAULT_CLIP. Raises ModelUnavailable."""
+    """The CLIP scorer for `spec` ('NAME:PRETRAINED' or 'NAME:/path/weights', 'tiny', 'toy'); with no
+    spec: the toy model's own CLIP on toy, a tiny random one on tiny-* and random-* models, else the
+    paper's ViT-L/14 (from the local cache offline, like the diffusion model). ModelUnavailable."""
     from interp.rank import build_tiny_clip, load_clip_scorer
     if spec == "toy" or (spec is None and bundle.name == "toy"):
         from interp.toy.nets import load_toy_clip
         return load_toy_clip(device=bundle.device, counter=bundle.counter)
+    if spec is None and bundle.name.startswith(("tiny", "random-")):
+        spec = "tiny"
     name, pretrained = parse_clip_spec(spec)
     if name == "tiny":
         return build_tiny_clip(device=bundle.device, counter=bundle.counter)
     return load_clip_scorer(name, pretrained, device=bundle.device, counter=bundle.counter)
+
+
+def build_engine(model: Optional[str], *, device: Optional[str] = None, dtype: Optional[str] = None,
+                 clip: Optional[str] = None, store: Optional[Path] = None,
+                 store_max_gb: float = DEFAULT_STORE_GB, need_controlnet: bool = False,
+                 max_batch: Optional[int] = None, **loader) -> tuple:
+    """(Interpolator, notes): the model (offline rule), the frame store and the CLIP scorer, loaded
+    once. notes: the built-in model standing in, or ranking being off because no CLIP could load."""
+    from interp.render import Interpolator
+    bundle, note = resolve_and_load(model, device, dtype, need_controlnet=need_controlnet, **loader)
+    notes = [note] if note else []
+    try:
+        scorer = load_scorer(clip, bundle)
+    except ModelUnavailable as exc:
+        log.warning("CLIP ranking is unavailable: %s", exc)
+        scorer = None
+        notes.append(NO_RANKING_NOTE.format(cause=exc))
+    return Interpolator(bundle, load_store(store, store_max_gb), scorer, max_batch=max_batch), notes

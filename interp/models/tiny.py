@@ -13,7 +13,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from interp.scheduler import SD_DDIM, ddim_config
 
-TINY_VERSION = "v1"  # bump when the builders below change in a way the configs do not show
+TINY_VERSION = "v2"  # bump when the builders below change in a way the configs do not show
 TINY_SEED = 0  # the seed every tiny model's weights are drawn from
 CONDITIONING_CHANNELS = (16, 32, 64, 128)  # 3 stride-2 convs: a pose image at pixel size maps to latents
 
@@ -113,8 +113,10 @@ def tiny_identity(name: str) -> str:
 
 
 def _wake_zero_convs(controlnet: ControlNetModel, generator: torch.Generator) -> None:
-    """Give the ControlNet's zero-initialised output convs small random weights, so residuals are non-zero."""
-    convs = list(controlnet.controlnet_down_blocks) + [controlnet.controlnet_mid_block]
+    """Give the ControlNet's zero-initialised convs small random weights (its output convs, and the
+    last conv of the condition embedding), so residuals are non-zero and follow the pose image."""
+    convs = (list(controlnet.controlnet_down_blocks) + [controlnet.controlnet_mid_block,
+             controlnet.controlnet_cond_embedding.conv_out])
     for conv in convs:
         for p in conv.parameters():
             p.data.copy_(torch.randn(p.shape, generator=generator) * 0.05)
