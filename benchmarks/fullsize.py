@@ -2,8 +2,8 @@
 
     python benchmarks/fullsize.py render random-sd15       # real render at 128 px (pose, inversion, 2 candidates)
     python benchmarks/fullsize.py render random-sd21
+    python benchmarks/fullsize.py render random-sdxl --dtype bfloat16   # 24 GB machines: bfloat16
     python benchmarks/fullsize.py single-file              # random SD 1.5 -> original single file -> load -> render
-    python benchmarks/fullsize.py sdxl                     # random SDXL: build (bfloat16) + one UNet+ControlNet forward
 
 Each job runs in its own process (so the peak RSS is that model's) and prints one JSON object as its last
 line: what it checked (tests/test_fullsize.py asserts on those fields) and its wall times and peak RSS
@@ -78,15 +78,18 @@ def render_report(bundle, settings: Settings, poses: bool) -> dict:
     }
 
 
-def job_render(name: str) -> dict:
+def job_render(name: str, dtype: str = "float32") -> dict:
     start = time.perf_counter()
-    bundle = load_bundle(name)
+    bundle = load_bundle(name, dtype=dtype)
     built = time.perf_counter() - start
-    counts = {k: parameter_count(getattr(bundle, k)) for k in ("unet", "controlnet", "vae", "text_encoder")}
+    nets = ("unet", "controlnet", "vae", "text_encoder", "text_encoder_2")
+    counts = {k: parameter_count(getattr(bundle, k)) for k in nets if getattr(bundle, k) is not None}
     report = render_report(bundle, RENDER, poses=True)
-    return {"job": "render", "model": name, "identity": bundle.identity, "prediction_type": bundle.prediction_type,
-            "pad_token_id": bundle.tokenizer.pad_token_id, "parameters": counts, "build_s": round(built, 1),
-            **report, "peak_rss_gb": round(peak_rss_gb(), 2)}
+    pads = [t.pad_token_id for t in (bundle.tokenizer, bundle.tokenizer_2) if t is not None]
+    return {"job": "render", "model": name, "dtype": dtype, "identity": bundle.identity,
+            "family": bundle.family, "prediction_type": bundle.prediction_type, "pad_token_ids": pads,
+            "parameters": counts, "build_s": round(built, 1), **report,
+            "peak_rss_gb": round(peak_rss_gb(), 2)}
 
 
 def _same_weights(name: str, loaded) -> dict:
@@ -122,59 +125,21 @@ def job_single_file(name: str) -> dict:
             "prediction_type": bundle.prediction_type, **report, "peak_rss_gb": round(peak_rss_gb(), 2)}
 
 
-def sdxl_text(parts: dict, prompts: list) -> tuple:
-    """SDXL's prompt embeddings (penultimate layers of both encoders, concatenated) and pooled embedding
-    (the second encoder's projection), as diffusers' SDXL pipeline computes them (encode_prompt)."""
-    hidden, pooled = [], None
-    for tok, enc in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")):
-        ids = parts[tok](prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
-        out = parts[enc](ids.input_ids, output_hidden_states=True)
-        hidden.append(out.hidden_states[-2])
-        pooled = out[0]
-    return torch.cat(hidden, dim=-1), pooled
-
-
-def job_sdxl(dtype: str = "bfloat16", latent: int = 8) -> dict:
-    torch_dtype = getattr(torch, dtype)
-    start = time.perf_counter()
-    parts = build_random("random-sdxl", dtype=torch_dtype)
-    built = time.perf_counter() - start
-    counts = {k: parameter_count(parts[k]) for k in ("unet", "controlnet", "vae", "text_encoder", "text_encoder_2")}
-    g = torch.Generator().manual_seed(0)
-    latents = torch.randn(2, 4, latent, latent, generator=g).to(torch_dtype)
-    pose = torch.rand(2, 3, 8 * latent, 8 * latent, generator=g).to(torch_dtype)
-    size = float(8 * latent)
-    start = time.perf_counter()
-    with torch.no_grad():
-        embeds, pooled = sdxl_text(parts, ["a photo of a person", ""])
-        cond = {"text_embeds": pooled, "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * 2, dtype=torch_dtype)}
-        down, mid = parts["controlnet"](latents, 500, encoder_hidden_states=embeds, controlnet_cond=pose,
-                                        added_cond_kwargs=cond, return_dict=False)
-        out = parts["unet"](latents, 500, encoder_hidden_states=embeds, added_cond_kwargs=cond,
-                            down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
-    forward = time.perf_counter() - start
-    return {"job": "sdxl", "dtype": dtype, "identity": parts["identity"], "parameters": counts,
-            "embeds": list(embeds.shape), "pooled": list(pooled.shape), "out": list(out.shape),
-            "finite": bool(torch.isfinite(out).all()), "out_std": float(out.float().std()),
-            "residuals": len(down), "pad_token_ids": [parts["tokenizer"].pad_token_id, parts["tokenizer_2"].pad_token_id],
-            "build_s": round(built, 1), "forward_s": round(forward, 1), "peak_rss_gb": round(peak_rss_gb(), 2)}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("job", choices=["render", "single-file", "sdxl"])
-    p.add_argument("model", nargs="?", default="random-sd15", help="render: random-sd15 or random-sd21")
+    p.add_argument("job", choices=["render", "single-file"])
+    p.add_argument("model", nargs="?", default="random-sd15",
+                   help="render: random-sd15, random-sd21 or random-sdxl")
+    p.add_argument("--dtype", default="float32", help="float32 or bfloat16 (SDXL on 24 GB)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.job == "render":
-        report = job_render(args.model)
-    elif args.job == "single-file":
-        report = job_single_file(args.model)
+        report = job_render(args.model, args.dtype)
     else:
-        report = job_sdxl()
+        report = job_single_file(args.model)
     print(json.dumps(report))
     return 0
 

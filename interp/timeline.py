@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from PIL import Image
 
+from interp.images import load_image
 from interp.pose.keypoints import Pose
 from interp.settings import Curve, NoiseShape, Settings
 
@@ -28,14 +29,14 @@ _ENUMS = {"curve": Curve, "noise_shape": NoiseShape}
 @dataclass(frozen=True)
 class Keyframe:
     """One image of the timeline with its optional prompt, negative prompt and pose."""
-    image: Image.Image
+    image: Image.Image                      # (a path or bytes is loaded when the Keyframe is made)
     prompt: Optional[str] = None            # None: the run's prompt
     negative_prompt: Optional[str] = None   # None: the run's negative prompt
     pose: Optional[Pose] = None             # None: detected when pose guidance is on
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image, Image.Image):
-            raise TypeError(f"Keyframe.image must be a PIL image, got {type(self.image).__name__}")
+        if not isinstance(self.image, Image.Image):      # a path or encoded bytes: load it now
+            object.__setattr__(self, "image", load_image(self.image))
         for name in ("prompt", "negative_prompt"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):

@@ -9,7 +9,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def test_readme_pose_example_is_valid_openpose_json():
-    block = re.search(r"```json\n(.*?)```", README, re.S).group(1)
+    block = next(b for b in re.findall(r"```json\n(.*?)```", README, re.S) if "pose_keypoints_2d" in b)
     pose = Pose.from_json(block)
     assert len(pose.people) == 1 and pose.people[0][16] == (0, 0, 0)
 
@@ -25,3 +25,22 @@ def test_readme_flags_exist_in_the_cli_or_the_app():
     flags = set(re.findall(r"(--[a-z][a-z-]+)", README))
     missing = sorted(f for f in flags if f not in known)
     assert not missing, f"README mentions flags that do not exist: {missing}"
+
+
+def test_readme_timeline_example_is_a_valid_timeline_file(tmp_path):
+    """The README's timeline JSON reads as a timeline (its image paths resolved next to the file)."""
+    import json
+    import shutil
+
+    from interp.cli.inputs import read_timeline
+    block = next(b for b in re.findall(r"```json\n(.*?)```", README, re.S) if "keyframes" in b)
+    data = json.loads(block)
+    examples = Path(__file__).resolve().parents[1] / "assets" / "examples"
+    for k, name in zip(data["keyframes"], ("astronaut.jpg", "chelsea.jpg", "coffee.jpg")):
+        shutil.copy(examples / name, tmp_path / k["image"])
+        if isinstance(k.get("pose"), str):
+            pose = re.search(r"```json\n(.*?)```", README.split("### Pose guidance")[1], re.S)
+            (tmp_path / k["pose"]).write_text(pose.group(1))
+    (tmp_path / "t.json").write_text(block)
+    timeline = read_timeline(tmp_path / "t.json", [], False, [9])
+    assert len(timeline.keyframes) == 3 and timeline.segments[1].duration == 1.5

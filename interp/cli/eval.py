@@ -44,6 +44,9 @@ def add_eval_parser(sub) -> None:
                    help="toy pairs that change shape only (both ends share their colour)")
     p.add_argument("--schemes", type=_str_list, default=list(SCHEMES),
                    help=f"comma list from {','.join(SCHEMES)} (default: all)")
+    p.add_argument("--attention", type=_str_list, default=[], metavar="MODE[,MODE...]",
+                   help="endpoint-attention modes of the method, one column each "
+                        "(off,interpolate,extend; default: the settings' --attention)")
     p.add_argument("--candidates", type=_int_list, default=None, metavar="K[,K...]",
                    help="candidates per frame for the method; several values = one column each "
                         "(e.g. 1,4 to measure CLIP ranking); default: the preset's")
@@ -92,8 +95,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from interp.metrics import get_distance
     from interp.toy.detect import CHECKS
     check_outputs(args.out, args)
-    ks = args.candidates
-    args.candidates = None           # the per-column list is not a Settings value
+    ks, modes = args.candidates, args.attention
+    args.candidates = args.attention = None   # the per-column lists are not Settings values
     toy = _is_toy(args) or args.pairs is None
     settings = _settings(args, toy)
     ks = ks or [settings.candidates]
@@ -101,10 +104,10 @@ def run_eval(args: argparse.Namespace) -> int:
     pairs = (folder_pairs(args.pairs) if args.pairs is not None
              else toy_pairs(args.toy_pairs or 8, args.pair_seed, settings.size or 64, args.same_colour))
     engine, note = engine_from_args(args, settings.replace(candidates=max(ks + [0])))
-    ev = evaluate(engine, pairs, settings, make_variants(args.schemes, ks), distance=distance,
-                  distance_name=args.distance, checks=CHECKS if args.pairs is None else None)
-    if note:
-        ev.notes.append(note)
+    ev = evaluate(engine, pairs, settings, make_variants(args.schemes, ks, modes),
+                  distance=distance, distance_name=args.distance,
+                  checks=CHECKS if args.pairs is None else None)
+    ev.notes.extend(note)
     paths = write_report(ev, args.out)
     sys.stdout.write(markdown_table(ev) + "\n\n" + "\n".join(f"{k}: {v}" for k, v in paths.items())
                      + "\n")

@@ -22,7 +22,7 @@ from interp import metrics
 from interp.events import CancelToken
 from interp.images import load_image, prepare_pair
 from interp.plan import curve_positions
-from interp.settings import Scheme, Settings
+from interp.settings import AttentionMode, Scheme, Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,12 @@ class Pair:
 
 @dataclass(frozen=True)
 class Variant:
-    """One column of the results: a scheme and, for the method, its candidates per frame (0 = settings)."""
+    """One column of the results: a scheme and, for the method, its candidates per frame (0 =
+    settings) and its endpoint-attention mode (None = settings)."""
     label: str
     scheme: str
     candidates: int = 0
+    attention: Optional[str] = None
 
 
 @dataclass
@@ -154,19 +156,26 @@ def folder_pairs(directory: str | Path) -> list:
     return pairs
 
 
-def make_variants(schemes: Sequence[str], candidates: Sequence[int] = (0,)) -> list:
-    """One Variant per scheme; the method once per candidate count ("method K=4" when several)."""
+def make_variants(schemes: Sequence[str], candidates: Sequence[int] = (0,),
+                  attention: Sequence[str] = ()) -> list:
+    """One Variant per scheme; the method once per candidate count ("method K=4" when several) and
+    per endpoint-attention mode ("method attn=extend" when several)."""
     unknown = [s for s in schemes if s not in SCHEMES]
     if unknown or not schemes:
         raise ValueError(f"schemes={list(schemes)!r} is not allowed: choose from {list(SCHEMES)}")
     if not candidates or any(not isinstance(k, int) or k < 0 for k in candidates):
         raise ValueError(f"candidates={list(candidates)!r} is not allowed: integers >= 0")
+    modes = [AttentionMode(m).value for m in attention] or [None]
     out = []
     for s in schemes:
-        if s == Scheme.METHOD.value and len(candidates) > 1:
-            out += [Variant(f"method K={k}", s, k) for k in candidates]
-        else:
-            out.append(Variant(s, s, candidates[0] if s == Scheme.METHOD.value else 0))
+        if s != Scheme.METHOD.value:
+            out.append(Variant(s, s))
+            continue
+        for k in candidates:
+            for mode in modes:
+                label = " ".join(["method"] + ([f"K={k}"] if len(candidates) > 1 else [])
+                                 + ([f"attn={mode}"] if len(modes) > 1 else []))
+                out.append(Variant(label, s, k, mode))
     return out
 
 
@@ -184,6 +193,8 @@ def pair_settings(settings: Settings, pair: Pair, variant: Variant) -> Settings:
         changes.update(prompt=pair.prompt_a, prompt_b=pair.prompt_b or pair.prompt_a)
     if variant.candidates:
         changes["candidates"] = variant.candidates
+    if variant.attention is not None:
+        changes["attention"] = AttentionMode(variant.attention)
     return settings.replace(**changes)
 
 

@@ -42,7 +42,7 @@ STAR_INNER = 0.45  # inner / outer radius of the 5-pointed star
 HEART_TILT = 30.0  # hearts are tilted at most this many degrees either way
 # Rotational symmetry: angles are drawn in [0, 360 / order) so each image has one spec (circle: 0).
 SYMMETRY = {"circle": 0, "square": 4, "triangle": 3, "star": 5, "heart": 1}
-STREAM_TRAIN, STREAM_BLEND, STREAM_HELD_OUT, STREAM_FLAWED = 0, 1, 2, 3
+STREAM_TRAIN, STREAM_BLEND, STREAM_HELD_OUT, STREAM_FLAWED, STREAM_CHAINS = 0, 1, 2, 3, 4
 FADED_ALPHA_RANGE = (0.1, 0.45)  # opacity of a faded single shape
 
 
@@ -276,6 +276,21 @@ def held_out_pairs(n: int, seed: int = 0, same_background: bool = True,
             b = replace(b, colour=a.colour)
         pairs.append((a, b))
     return pairs
+
+
+def held_out_chains(n: int, length: int, seed: int = 0) -> list[list[ShapeSpec]]:
+    """n keyframe sequences of `length` specs from a stream disjoint from training: one background
+    per sequence, each keyframe another shape than the one before it (colours may change)."""
+    rng = _rng(seed, STREAM_CHAINS)
+    chains = []
+    for _ in range(_check_count(n)):
+        chain = [sample_spec(rng)]
+        while len(chain) < length:
+            spec = sample_spec(rng, background=chain[0].background)
+            if spec.shape != chain[-1].shape:
+                chain.append(spec)
+        chains.append(chain)
+    return chains
 
 
 def to_tensor(images: Sequence[Image.Image]) -> "Any":
