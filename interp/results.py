@@ -50,8 +50,28 @@ class FrameResult:
         }
 
 
+class FrameSequence:
+    """What a finished sequence offers about its `frames` (FrameResults in order)."""
+    frames: tuple
+
+    @property
+    def images(self) -> list:
+        """The chosen image of every frame."""
+        return [f.image for f in self.frames]
+
+    @property
+    def generated(self) -> list:
+        """Frames made by this render."""
+        return [f.index for f in self.frames if f.generated]
+
+    @property
+    def reused(self) -> list:
+        """In-between frames taken from the cache."""
+        return [f.index for f in self.frames if f.level > 0 and not f.generated]
+
+
 @dataclass(frozen=True)
-class RenderResult:
+class RenderResult(FrameSequence):
     """All frames 0..N in order, with the settings, edits, model-call counts and warnings."""
     frames: tuple
     plan: Plan
@@ -61,18 +81,6 @@ class RenderResult:
     expected_counts: dict = field(default_factory=dict)  # their analytic minimum
     warnings: tuple = ()
     inversion_steps: int = 0           # textual-inversion iterations run (0: off or reused)
-
-    @property
-    def images(self) -> list:
-        return [f.image for f in self.frames]
-
-    @property
-    def generated(self) -> list:
-        return [f.index for f in self.frames if f.generated]
-
-    @property
-    def reused(self) -> list:
-        return [f.index for f in self.frames[1:-1] if not f.generated]
 
     def summary(self) -> dict:
         return {

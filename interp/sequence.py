@@ -16,6 +16,7 @@ from interp.events import (CancelToken, DenoiseStep, Done, EventCallback, FrameR
                            PlanReady, ignore_event)
 from interp.images import prepare_images
 from interp.plan import make_plan
+from interp.results import FrameSequence
 from interp.scheduler import by_index
 from interp.settings import FrameEdit, Settings
 from interp.timeline import Layout, Timeline, segment_settings
@@ -28,7 +29,7 @@ class TimelinePlan(Layout):
 
 
 @dataclass(frozen=True)
-class TimelineResult:
+class TimelineResult(FrameSequence):
     """The whole sequence (frames with global numbers), each segment's RenderResult, and counts."""
     timeline: Timeline
     settings: Settings
@@ -40,18 +41,6 @@ class TimelineResult:
     expected_counts: dict = field(default_factory=dict)
     warnings: tuple = ()
     inversion_steps: int = 0
-
-    @property
-    def images(self) -> list:
-        return [f.image for f in self.frames]
-
-    @property
-    def generated(self) -> list:
-        return [f.index for f in self.frames if f.generated]
-
-    @property
-    def reused(self) -> list:
-        return [f.index for f in self.frames if f.level > 0 and not f.generated]
 
     def summary(self) -> dict:
         return {

@@ -208,29 +208,23 @@ def _components(root: Path, dtype: torch.dtype) -> dict:
 def load_vae(model: str, dtype: torch.dtype) -> tuple:
     """A VAE from a repo id or directory (its root or a vae/ subfolder), and its identity."""
     from diffusers import AutoencoderKL
-
-    path = Path(model).expanduser()
-    sub = "vae" if (path / "vae" / "config.json").is_file() else ""
-    root, identity = _locate(model, (sub,), f"VAE {model}")
-    try:
-        vae = AutoencoderKL.from_pretrained(root, subfolder=sub or None, torch_dtype=dtype, **LOCAL)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelUnavailable(f"VAE {model!r}: loading from {str(root)!r} failed "
-                               f"({type(exc).__name__}: {exc})") from exc
-    return vae, identity
+    return _load_network(AutoencoderKL, "vae", "VAE", model, dtype)
 
 
 def load_controlnet(model: str, dtype: torch.dtype) -> tuple:
     """A ControlNet from a repo id or directory (its root or a controlnet/ subfolder), and its identity."""
     from diffusers import ControlNetModel
+    return _load_network(ControlNetModel, "controlnet", "ControlNet", model, dtype)
 
+
+def _load_network(cls, subfolder: str, what: str, model: str, dtype: torch.dtype) -> tuple:
+    """(network, identity) of a repo id or directory holding it at its root or in `subfolder`."""
     path = Path(model).expanduser()
-    sub = "controlnet" if (path / "controlnet" / "config.json").is_file() else ""
-    root, identity = _locate(model, (sub,), f"ControlNet {model}")
+    sub = subfolder if (path / subfolder / "config.json").is_file() else ""
+    root, identity = _locate(model, (sub,), f"{what} {model}")
     try:
-        net = ControlNetModel.from_pretrained(root, subfolder=sub or None, torch_dtype=dtype, **LOCAL)
+        net = cls.from_pretrained(root, subfolder=sub or None, torch_dtype=dtype, **LOCAL)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelUnavailable(
-            f"ControlNet {model!r}: loading from {str(root)!r} failed ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise ModelUnavailable(f"{what} {model!r}: loading from {str(root)!r} failed "
+                               f"({type(exc).__name__}: {exc})") from exc
     return net, identity
