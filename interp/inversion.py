@@ -174,24 +174,6 @@ def _autocast(bundle):
     return contextlib.nullcontext()
 
 
-def denoising_error(bundle, latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
-                    settings: Settings, generator: torch.Generator, draws: int) -> float:
-    """Mean guided-prediction MSE over `draws` noise draws at middle-third indices (a held-out test).
-
-    latents: clean [B, 4, h, w]; generator: a CPU torch.Generator (use another seed than training).
-    """
-    if draws < 1:
-        raise ValueError(f"draws={draws} must be >= 1")
-    if generator.device.type != "cpu":
-        raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
-    scheduler = bundle.make_scheduler(settings.num_inference_steps)
-    with torch.no_grad():
-        errors = [float(guided_loss(bundle, scheduler, latents.float().to(bundle.device), cond,
-                                    uncond, settings.guidance_scale, generator))
-                  for _ in range(draws)]
-    return sum(errors) / draws
-
-
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """ColorJitter(0.1, 0.2, 0.2, 0.1) then RandomResizedCrop(H x W, scale 0.7-1), per image.
 

@@ -224,8 +224,6 @@ class Plan:
                 stack.extend(self._children()[j])
         return frozenset(found)
 
-    def level_of(self, i: int) -> int:
-        return self.nodes[self._index(i)].level
 
     def to_json(self) -> list[dict]:
         return [n.to_json() for n in self.nodes]

@@ -249,20 +249,3 @@ def build_tiny_clip(device: str | torch.device = "cpu", counter: Counter | None 
     identity = f"open_clip:{TINY_CLIP_NAME}:sha256:{_state_sha256(model)}"
     tokenizer = open_clip.get_tokenizer(TINY_CLIP_NAME)
     return ClipScorer(model, preprocess, tokenizer, device, identity, counter, name=TINY_CLIP_NAME)
-
-
-def save_clip(scorer: ClipScorer, path: str | os.PathLike) -> Path:
-    """Write the weights to `path` atomically (.safetensors, else torch.save) for load_clip_scorer."""
-    path = Path(path)
-    if path.suffix not in WEIGHT_SUFFIXES:
-        raise ValueError(f"path must end with one of {WEIGHT_SUFFIXES}, got {str(path)!r}")
-    state = {k: v.detach().cpu().contiguous() for k, v in scorer.model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        save_file(state, str(tmp))
-    else:
-        torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def evenly_paced(positions, distances) -> np.ndarray:
@@ -11,3 +12,21 @@ def evenly_paced(positions, distances) -> np.ndarray:
     cumulative = np.concatenate([[0.0], np.cumsum(distances)])
     targets = np.linspace(0.0, cumulative[-1], len(positions))
     return np.interp(targets, cumulative, positions)
+
+
+def denoising_error(bundle, latents, cond, uncond, settings, generator, draws: int) -> float:
+    """Mean guided-prediction MSE over `draws` noise draws at middle-third indices (a held-out test).
+
+    latents: clean [B, 4, h, w]; generator: a CPU torch.Generator (use another seed than training).
+    """
+    if draws < 1:
+        raise ValueError(f"draws={draws} must be >= 1")
+    if generator.device.type != "cpu":
+        raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
+    from interp.inversion import guided_loss
+    scheduler = bundle.make_scheduler(settings.num_inference_steps)
+    with torch.no_grad():
+        errors = [float(guided_loss(bundle, scheduler, latents.float().to(bundle.device), cond,
+                                    uncond, settings.guidance_scale, generator))
+                  for _ in range(draws)]
+    return sum(errors) / draws

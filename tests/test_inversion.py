@@ -8,7 +8,8 @@ from diffusers import DDIMScheduler
 from interp.scheduler import SD_DDIM
 from interp.errors import Cancelled
 from interp.events import CancelToken, StageProgress
-from interp.inversion import augment, denoising_error, invert, prediction_target
+from helpers import denoising_error
+from interp.inversion import augment, invert, prediction_target
 from interp.keys import engine_identity, inversion_key
 from interp.models.load import load_bundle
 from interp.settings import Settings

@@ -6,7 +6,6 @@ import json
 import logging
 import shutil
 import threading
-import time
 
 import pytest
 import torch
@@ -232,18 +231,17 @@ def test_offload_hooks_run_forward():
 
 # --- loading and offline behaviour --------------------------------------------------------------------
 
+@pytest.mark.timeout(60)   # a hang guard, not a timing: failing offline must not wait
 def test_preset_offline_fails_fast(empty_hub_cache):
-    start = time.monotonic()
     with pytest.raises(ModelUnavailable, match="sd15") as err:
         load_bundle("sd15")
-    assert time.monotonic() - start < 10
     assert "huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5" in str(err.value)
     assert not weights_available("sd15") and not weights_available("sd21")
     assert weights_available("tiny") and weights_available("tiny-sd21-v")
 
 
+@pytest.mark.timeout(60)   # a hang guard, not a timing: failing offline must not wait
 def test_missing_paths_fail_fast(tmp_path, empty_hub_cache):
-    start = time.monotonic()
     with pytest.raises(ModelUnavailable, match="nope"):
         load_bundle(str(tmp_path / "nope"))
     with pytest.raises(ModelUnavailable, match="no such file"):
@@ -256,7 +254,6 @@ def test_missing_paths_fail_fast(tmp_path, empty_hub_cache):
         load_bundle("tiny", controlnet=str(tmp_path / "no-controlnet"))
     with pytest.raises(ModelUnavailable, match="acme/missing"):
         load_bundle("acme/missing")
-    assert time.monotonic() - start < 10
     assert not weights_available(str(tmp_path / "nope"))
 
 
@@ -318,15 +315,14 @@ def test_hub_id_from_offline_cache(bundles, empty_hub_cache, monkeypatch, caplog
         load_bundle("fake", controlnet="acme/missing-controlnet")
 
 
+@pytest.mark.timeout(60)   # a hang guard, not a timing: failing offline must not wait
 def test_unreachable_hub_without_offline_env_fails_fast(monkeypatch, empty_hub_cache):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
     hub._hub_reachable.cache_clear()
-    start = time.monotonic()
     assert hub.hub_offline()
     with pytest.raises(ModelUnavailable, match="local Hugging Face cache"):
         load_bundle("acme/missing")
-    assert time.monotonic() - start < 10
     hub._hub_reachable.cache_clear()
 
 

@@ -92,7 +92,7 @@ def test_make_plan_paper_17_frames():
     assert plan.children(3) == ()
     assert plan.descendants(4) == frozenset({1, 2, 3, 5, 6, 7})
     assert plan.descendants(0) == frozenset(range(1, 16))
-    assert plan.level_of(12) == 2 and plan.level_of(16) == 0
+    assert plan.nodes[12].level == 2 and plan.nodes[16].level == 0
     js = plan.to_json()
     assert js[8] == {"index": 8, "position": 0.5, "level": 1, "parents": [0, 16], "weight": 0.5,
                      "ddim_index": 110, "timestep": 551}
@@ -192,7 +192,7 @@ def test_tree_properties_any_count(n):
         lo, hi = node.parents
         assert lo < i < hi and lo in made and hi in made                   # parents made earlier
         assert 0 < node.weight < 1
-        assert node.level == max(plan.level_of(lo), plan.level_of(hi)) + 1
+        assert node.level == max(plan.nodes[lo].level, plan.nodes[hi].level) + 1
         made.add(i)
         assert all(i in plan.descendants(p) for p in node.parents)
     levels = [plan.nodes[i].level for i in plan.order]

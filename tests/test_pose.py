@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -387,6 +386,7 @@ def test_pose_from_results_all_people_left_to_right():
 # ---------------------------------------------------------------- detection and its cache
 
 
+@pytest.mark.timeout(60)   # a hang guard, not a timing: failing offline must not wait
 def test_detect_pose_offline_fails_fast(monkeypatch):
     import huggingface_hub
     from huggingface_hub import constants, try_to_load_from_cache
@@ -398,10 +398,8 @@ def test_detect_pose_offline_fails_fast(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert huggingface_hub.constants.is_offline_mode()
-    start = time.monotonic()
     with pytest.raises(PoseUnavailable) as info:
         detect_pose(Image.new("RGB", (64, 64)))
-    assert time.monotonic() - start < 15
     assert isinstance(info.value, ModelUnavailable)
     message = str(info.value)
     assert "detection weights are unavailable" in message

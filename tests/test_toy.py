@@ -235,7 +235,8 @@ def test_shipped_controlnet_puts_the_shape_on_the_skeleton(toy_bundle):
 def test_textual_inversion_on_a_toy_pair_lowers_the_endpoints_denoising_error(toy_bundle):
     import torch
 
-    from interp.inversion import denoising_error, invert
+    from interp.inversion import invert
+    from helpers import denoising_error
     from interp.settings import Settings
     from interp.store import FrameStore
     from interp.text import plain_conditions

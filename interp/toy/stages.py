@@ -146,14 +146,6 @@ def latent_std(vae: Any, images: np.ndarray) -> float:
     return float(encode_all(vae, images, scaled=False).std())
 
 
-@torch.no_grad()
-def reconstruction_psnr(vae: Any, images: np.ndarray) -> float:
-    """PSNR (dB) of decode(encode(x)) through the posterior mean, on uint8 images [N, H, W, 3]."""
-    x = images_to_tensor(images)
-    z = vae.encode(x).latent_dist.mean
-    return psnr(vae.decode(z).sample, x)
-
-
 def diffusion_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Min-SNR-gamma weights for epsilon prediction: min(SNR, gamma) / SNR per sample."""
     abar = alphas_cumprod[t]
