@@ -232,11 +232,13 @@ def test_offload_hooks_run_forward():
 # --- loading and offline behaviour --------------------------------------------------------------------
 
 @pytest.mark.timeout(60)   # a hang guard, not a timing: failing offline must not wait
-def test_preset_offline_fails_fast(empty_hub_cache):
-    with pytest.raises(ModelUnavailable, match="sd15") as err:
-        load_bundle("sd15")
-    assert "huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5" in str(err.value)
-    assert not weights_available("sd15") and not weights_available("sd21")
+@pytest.mark.parametrize("preset, repo", [("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+                                          ("sdxl", "stabilityai/stable-diffusion-xl-base-1.0")])
+def test_preset_offline_fails_fast(empty_hub_cache, preset, repo):
+    with pytest.raises(ModelUnavailable, match=preset) as err:
+        load_bundle(preset)
+    assert f"huggingface-cli download {repo}" in str(err.value)
+    assert not weights_available(preset) and not weights_available("sd21")
     assert weights_available("tiny") and weights_available("tiny-sd21-v")
 
 

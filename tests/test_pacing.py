@@ -47,3 +47,32 @@ def test_respaced_timeline_moves_frames_to_the_segment_that_changes_most():
     assert all(s.curve == Curve.CUSTOM for s in paced.segments)
     kept = respaced_timeline(timeline, measured, keep_counts=True)
     assert [s.frames for s in kept.segments] == [5, 5]
+
+
+@pytest.mark.slow
+def test_whole_timeline_pacing_evens_out_toy_timelines_of_three_and_four_shapes():
+    """On held-out toy timelines the adjacent distances spread less after re-pacing, whether the
+    frame budget moves between segments or every segment keeps its count (the README's table:
+    python benchmarks/timeline_pacing.py)."""
+    from interp.metrics import lab_distance
+    from interp.models.load import load_bundle
+    from interp.pacing import respace_render
+    from interp.render import Interpolator
+    from interp.settings import Settings
+    from interp.store import FrameStore
+    from interp.timeline import Keyframe, Timeline
+    from interp.toy import data
+    engine = Interpolator(load_bundle("toy"), FrameStore(None))
+    settings = Settings(frames=9, num_inference_steps=30, size=64, eta=0.0, guidance_scale=3.0,
+                        candidates=1)
+    for length in (3, 4):
+        chain = data.held_out_chains(1, length, seed=0)[0]
+        timeline = Timeline(tuple(Keyframe(data.draw(s), prompt=data.caption(s)) for s in chain))
+        for keep in (False, True):
+            result, report = respace_render(engine, timeline, settings, {}, lab_distance,
+                                            keep_counts=keep)
+            assert report["after"]["pdv"] < report["before"]["pdv"], (length, keep)
+            counts = [len(s.frames) for s in result.segments]
+            assert sum(counts) == 9 * (length - 1)               # the frame budget is kept
+            if keep:
+                assert counts == [9] * (length - 1)
