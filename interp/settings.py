@@ -96,9 +96,9 @@ class Settings:
     rank_negative: str = ""
     # endpoint attention (beyond the paper; interp.attention)
     attention: AttentionMode = AttentionMode.OFF
-    attention_strength: float = 0.5  # 0 = the paper's frames, 1 = full injection
-    attention_share: float = 0.5     # the first share of each frame's denoising steps
-    attention_blocks: AttentionBlocks = AttentionBlocks.UP
+    attention_strength: float = 1.0  # 0 = the paper's frames, 1 = full injection (measured best)
+    attention_share: float = 1.0     # the first share of each frame's denoising steps
+    attention_blocks: AttentionBlocks = AttentionBlocks.ALL
     # inputs
     size: Optional[int] = None       # long side in pixels (multiple of 64); None: the model's
     #                                  native area (512^2, 768^2, 1024^2) at the input's aspect
