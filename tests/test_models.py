@@ -333,3 +333,17 @@ def test_bad_arguments():
         load_bundle("")
     with pytest.raises(TypeError, match="controlnet"):
         load_bundle("tiny", controlnet=3)
+
+
+@pytest.mark.parametrize("device, cached, expected, words", [
+    ("cuda", True, "sd15", None),
+    ("cpu", True, "toy", "no GPU here"),
+    ("cuda", False, "toy", "huggingface-cli download"),
+])
+def test_with_no_model_requested_the_default_needs_its_weights_and_a_gpu(monkeypatch, device,
+                                                                        cached, expected, words):
+    from interp.models import startup
+    monkeypatch.setattr(models, "weights_available", lambda name: name == "toy" or cached)
+    name, note = startup.resolve_model(None, device)
+    assert name == expected and (note is None if words is None else words in note)
+    assert startup.resolve_model("sd21", "cpu") == ("sd21", None)      # asked for: as asked

@@ -33,19 +33,24 @@ def default_device() -> str:
     return "cpu"
 
 
-def resolve_model(requested: Optional[str]) -> tuple:
-    """(model name to load, note for the user or None)."""
+def resolve_model(requested: Optional[str], device: Optional[str] = None) -> tuple:
+    """(model name to load, note for the user or None). With none requested: the default preset when
+    its weights are cached and a GPU is there to run it; else the built-in model, saying why (an SD
+    render on a CPU takes hours)."""
     from interp.models.load import weights_available
     if requested:
         return requested, None
-    if weights_available(DEFAULT_PRESET):
+    gpu = (device or default_device()) != "cpu"
+    if gpu and weights_available(DEFAULT_PRESET):
         return DEFAULT_PRESET, None
+    why = ("there is no GPU here (an SD render on a CPU takes hours; --model sd15 runs it anyway)"
+           if weights_available(DEFAULT_PRESET) else
+           f"{DEFAULT_PRESET} weights are not available offline (download them with "
+           "`huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5` and pass "
+           "--model sd15 or a local path)")
     for name in BUILTIN_FALLBACK:
         if weights_available(name):
-            return name, (f"{DEFAULT_PRESET} weights are not available offline, so interp runs on "
-                          f"the built-in '{name}' model. For real images download a model "
-                          f"(e.g. `huggingface-cli download stable-diffusion-v1-5/"
-                          f"stable-diffusion-v1-5`) and pass --model sd15 or a local path.")
+            return name, f"interp runs on the built-in '{name}' model: {why}."
     raise ModelUnavailable("no model is available: not even the built-in one")
 
 
@@ -83,7 +88,7 @@ def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
     """Load the bundle for `requested` (or the best available) -> (bundle, note)."""
     import torch
     from interp.models.load import load_bundle
-    name, note = resolve_model(requested)
+    name, note = resolve_model(requested, device)
     torch_dtype = getattr(torch, dtype) if dtype else None
     bundle = load_bundle(name, device=device or default_device(), dtype=torch_dtype, **savers)
     if need_controlnet and bundle.controlnet is None:
