@@ -1,11 +1,13 @@
 """The README's examples stay true: the pose JSON parses, documented flags exist."""
+import ast
 import re
 from pathlib import Path
 
 from interp.cli.main import build_parser
 from interp.pose.keypoints import Pose
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 
 
 def test_readme_pose_example_is_valid_openpose_json():
@@ -18,12 +20,33 @@ def _options(parser) -> set:
     return {s for a in parser._actions for s in a.option_strings}
 
 
-def test_readme_flags_exist_in_the_cli_or_the_app():
+def _script_options(path: Path) -> set:
+    """The option strings of every add_argument call in a script (read with ast, not run)."""
+    calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Attribute) and n.func.attr == "add_argument"]
+    return {a.value for c in calls for a in c.args
+            if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("--")}
+
+
+def _known_flags() -> set:
+    """Flags of the CLI's subcommands, the app and the benchmark scripts the README runs."""
     import app
     commands = build_parser()._subparsers._group_actions[0].choices
-    known = set().union(*(_options(p) for p in commands.values()), _options(app.build_parser()))
-    flags = set(re.findall(r"(--[a-z][a-z-]+)", README))
-    missing = sorted(f for f in flags if f not in known)
+    scripts = sorted(set(re.findall(r"benchmarks/(\w+)\.py", README)))
+    assert "gpu" in scripts and all((ROOT / "benchmarks" / f"{s}.py").is_file() for s in scripts)
+    return set().union(*(_options(p) for p in commands.values()), _options(app.build_parser()),
+                       *(_script_options(ROOT / "benchmarks" / f"{s}.py") for s in scripts))
+
+
+def _missing(text: str, known: set) -> list:
+    return sorted(f for f in set(re.findall(r"(--[a-z][a-z-]+)", text)) if f not in known)
+
+
+def test_readme_flags_exist_in_the_cli_the_app_or_a_benchmark():
+    known = _known_flags()
+    assert {"--models", "--budget-s", "--pairs"} <= known      # gpu.py's, gpu.py's, quality.py's
+    assert _missing("python benchmarks/gpu.py --models x --made-up-flag", known) == ["--made-up-flag"]
+    missing = _missing(README, known)
     assert not missing, f"README mentions flags that do not exist: {missing}"
 
 

@@ -31,8 +31,27 @@ def test_model_settings_apply_under_flags_and_over_presets(tmp_path):
     assert paper.num_inference_steps == 200                          # the rest is the preset's
     given = settings_from_args(parser.parse_args(["--guidance", "5", "--size", "128"]), "toy")
     assert (given.size, given.guidance_scale) == (128, 5.0)         # explicit flags beat both
-    assert settings_from_args(parser.parse_args([]), "sd15").size == 512
-    assert model_settings("tiny-sd21") == {"size": 64} and model_settings("sd15") == {}
+    assert model_settings("tiny-sd21") == {"size": 64}
+    assert model_settings("sd15") == {"rank_positive": "high quality, detailed",   # the paper's
+                                      "rank_negative": "blurry, distorted"}        # ranking prompts
+
+
+def test_sd15_defaults_to_its_native_area_at_the_input_aspect():
+    """No size flag on sd15: size None, so the working size is ~512^2 px at the input's aspect
+    (multiples of 64). By hand: 3:2 -> 576 x 384 (aspect exact, 221184 px = 0.84 x 512^2) beats
+    640 x 448 (aspect off by 4.8%, 1.09 x area); 9:16 at 1024^2 -> 768 x 1344 (the SDXL bucket)."""
+    import argparse
+    from interp.cli.flags import add_settings_flags, settings_from_args
+    from interp.images import working_size
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    sd15 = settings_from_args(parser.parse_args([]), "sd15")
+    assert (sd15.size, sd15.width, sd15.height) == (None, None, None)
+    assert working_size(512, 512, sd15, 512) == (512, 512)       # SD 1.5's native side: 64 x 8
+    assert working_size(600, 400, sd15, 512) == (576, 384)
+    assert working_size(900, 1600, sd15, 1024) == (768, 1344)
+    sized = settings_from_args(parser.parse_args(["--size", "640"]), "sd15")
+    assert working_size(600, 400, sized, 512) == (640, 448)      # --size: the long side, 640 * 2/3 -> 448
 
 
 def test_cli_render_on_toy_uses_its_knobs_and_its_own_clip(tmp_path, toy_bundle):
