@@ -33,6 +33,7 @@ class Limits:
     curve_points: int = 129    # custom curve control points: one per frame at most
     edits: int = 127           # per-frame overrides: one per in-between frame at most
     upload_mb: int = 50        # an upload, data: URL or project file in MB (the upload limit so far)
+    gpu_seconds: int = 300     # GPU time one studio request may ask for: ZeroGPU's per-call maximum
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -65,8 +66,8 @@ class Limits:
 PAPER_CANDIDATES = 8     # the most the paper's rule asks for (level 1)
 # built-in bounds: an operator may lower one, never raise it
 CEILINGS = {f.name: f.default for f in dataclasses.fields(Limits)}
-# a lower bound would forbid every use (fps: Export's default rate is 10)
-FLOORS = {"frames": 3, "size": 64, "steps": 2, "fps": 10}
+# a lower bound would forbid every use (fps: Export's default rate is 10; gpu_seconds: a call's overhead)
+FLOORS = {"frames": 3, "size": 64, "steps": 2, "fps": 10, "gpu_seconds": 10}
 MULTIPLES = {"size": 64}
 
 

@@ -67,3 +67,28 @@ def test_readme_timeline_example_is_a_valid_timeline_file(tmp_path):
     (tmp_path / "t.json").write_text(block)
     timeline = read_timeline(tmp_path / "t.json", [], False, [9])
     assert len(timeline.keyframes) == 3 and timeline.segments[1].duration == 1.5
+
+
+def test_front_matter_preloads_the_default_model_its_controlnet_and_clip():
+    """The Space preloads the repos the default start-up loads (sd15, its ControlNet, the paper's
+    CLIP) with a weight file and config for each component; the hardware is a real flavour."""
+    import open_clip
+    import yaml
+    from huggingface_hub import SpaceHardware
+
+    from interp.models.load import PRESETS
+    from interp.models.startup import DEFAULT_PRESET
+    from interp.rank import DEFAULT_CLIP
+    meta = yaml.safe_load(README.split("---\n", 2)[1])
+    assert meta["suggested_hardware"] in {h.value for h in SpaceHardware}
+    preload = dict(entry.split(" ", 1) for entry in meta["preload_from_hub"])
+    sd, controlnet = PRESETS[DEFAULT_PRESET]
+    clip_repo = open_clip.get_pretrained_cfg(*DEFAULT_CLIP)["hf_hub"].rstrip("/")
+    assert set(preload) == {sd, controlnet, clip_repo}
+    files = set(preload[sd].split(","))
+    for part, weights in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
+                          ("text_encoder", "model")):
+        assert {f"{part}/config.json", f"{part}/{weights}.safetensors"} <= files
+    assert {"tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"} <= files
+    assert set(preload[controlnet].split(",")) == {"config.json", "diffusion_pytorch_model.safetensors"}
+    assert preload[clip_repo] == "open_clip_model.safetensors"
