@@ -1,5 +1,5 @@
-"""The one mapping between the app's widget values and Settings / Export / FrameEdit, keyed by the
-Settings field names that the CLI flags and the project file use too."""
+"""The one mapping between the app's widget values and Settings / Export / FrameEdit / Segment,
+keyed by the Settings field names that the CLI flags and the project file use too."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,8 @@ from typing import Any, Mapping, Optional
 
 from interp import limits
 from interp.pose.keypoints import Pose
-from interp.settings import PRESETS, Export, FrameEdit, Settings
+from interp.settings import PRESETS, Curve, Export, FrameEdit, Settings
+from interp.timeline import Segment
 
 FORM_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
 EXPORT_FIELDS = tuple(f.name for f in dataclasses.fields(Export))
@@ -59,6 +60,33 @@ def export_from_form(values: Mapping[str, Any]) -> Export:
 
 def form_from_export(export: Export) -> dict:
     return {name: getattr(export, name) for name in EXPORT_FIELDS}
+
+
+def segment_from_form(old: Segment, frames: Any = 0, duration: Any = 0, curve: Any = "",
+                      noise_min: Any = 0, noise_max: Any = 0, seed: Any = None) -> Segment:
+    """A segment's form -> Segment: 0, blank or "" mean "as the run"; fields the form does not
+    show (custom points, Beta parameters, noise shape) stay as they were."""
+    def number(name, value, whole):
+        return None if _empty(value) or value in (0, "0") else _number(name, value, whole)
+    if not (curve is None or isinstance(curve, str)):
+        raise ValueError(f"curve={_short(curve)} is not allowed: expected one of "
+                         f"{[c.value for c in Curve]} or '' (as the run)")
+    frames, duration = number("frames", frames, True), number("duration", duration, False)
+    if frames is not None and duration is not None:
+        raise ValueError(f"frames={frames} and duration={duration} are both set: a segment "
+                         "takes frames or seconds; set the other to 0")
+    return dataclasses.replace(old, frames=frames, duration=duration, curve=curve or None,
+                               noise_min=number("noise_min", noise_min, False),
+                               noise_max=number("noise_max", noise_max, False),
+                               seed=None if _empty(seed) else _number("seed", seed, True))
+
+
+def form_from_segment(segment: Segment) -> dict:
+    """Segment -> its form's values (the inverse of segment_from_form)."""
+    curve = segment.curve.value if segment.curve is not None else ""
+    return {"frames": segment.frames or 0, "duration": segment.duration or 0, "curve": curve,
+            "noise_min": segment.noise_min or 0, "noise_max": segment.noise_max or 0,
+            "seed": segment.seed}
 
 
 def edit_from_form(prompt: Optional[str] = None, negative_prompt: Optional[str] = None,

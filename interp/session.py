@@ -1,19 +1,16 @@
-"""One user's studio session: the keyframes (images with prompts and poses), the segments between
-them, frame edits, and the last render, fed by the engine's events (interp.sequence).
+"""One user's studio session: the storyboard (interp.storyboard: keyframes, loop, segments), frame
+edits, and the last render, fed by the engine's events (interp.sequence).
 
-A keyframe slot has a stable id, so a segment's settings and its frame edits (kept by the pair of
-keyframes it joins and the frame's index inside it) survive adding, removing and reordering other
-keyframes. Rendering runs in a worker thread; `stream` hands its events to the caller as they come,
-so a UI shows frames coarse to fine and can cancel between steps.
+Frame edits are kept by the pair of keyframe ids of their segment and the frame's index inside it,
+so they survive adding, removing and reordering other keyframes. Rendering runs in a worker
+thread; `stream` hands its events to the caller as they come, so a UI shows frames coarse to fine
+and can cancel between steps.
 """
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import logging
 import queue
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 from interp import limits
@@ -21,37 +18,24 @@ from interp.edits import regenerate, select
 from interp.errors import Cancelled, InputError
 from interp.events import CancelToken, Done, FrameReady, PlanReady
 from interp.exports import ExportFolder
-from interp.images import load_image, prepare_images, shrink_to
-from interp.pose.keypoints import Pose, PoseUnavailable, interpolate_pose
+from interp.images import shrink_to
+from interp.pose.keypoints import Pose, interpolate_pose
 from interp.project import Project
 from interp.settings import Export, FrameEdit, Settings
-from interp.timeline import Keyframe, Segment, Timeline, layout
+from interp.sequence import prepare_keyframes
+from interp.storyboard import Slot, Storyboard, pose_or_empty
+from interp.timeline import Timeline, layout
 
 log = logging.getLogger(__name__)
 
 _END = object()
-_IDS = itertools.count(1)
 
 
-@dataclass
-class Slot:
-    """One keyframe of the studio: its image (no larger than any working size needs), where it
-    came from, its prompts and pose, and an id that stays with it when keyframes move."""
-    image: Any
-    source: Optional[str] = None             # the upload path it came from (the file rule)
-    prompt: Optional[str] = None             # None: the run's prompt
-    negative_prompt: Optional[str] = None    # None: the run's negative prompt
-    pose: Optional[Pose] = None              # a drawn pose (None: detected when needed)
-    id: int = dataclasses.field(default_factory=lambda: next(_IDS))
-
-
-class Session:
-    """Keyframes, segments, edits and the last render of one user."""
+class Session(Storyboard):
+    """The storyboard, frame edits and the last render of one user."""
 
     def __init__(self) -> None:
-        self.slots: list = []
-        self.loop = False
-        self.segments: dict = {}                 # (id, id) -> Segment of the pair
+        super().__init__()
         self.edits: dict = {}                    # ((id, id), local index) -> FrameEdit
         self.uploads: set = set()                # upload paths this session was given
         self.settings: Optional[Settings] = None  # of the last render
@@ -66,122 +50,22 @@ class Session:
         self.pacing: Optional[dict] = None       # {"before", "after", "line"} of the last re-pacing
         self._pacing: Optional[tuple] = None
         self._pairs: tuple = ()                  # the (id, id) of each segment of the render shown
+        self._timeline: Optional[Timeline] = None  # the Timeline of the render shown
         self._token = CancelToken()
         self._files = ExportFolder()
 
-    # -- keyframes -----------------------------------------------------------------------------
-    def set_keyframe(self, k: int, source: Any) -> Any:
-        """Load keyframe k's image (k == the count: a new keyframe at the end); None removes it."""
-        if source is None:
-            if k < len(self.slots):
-                self.remove_keyframe(k)
-            return None
-        image = load_image(source, keep=limits.current().size)
-        path = source if isinstance(source, str) else None
-        if k == len(self.slots):
-            self._check_count(len(self.slots) + 1)
-            self.slots.append(Slot(image, path))
-        else:
-            slot = self._slot(k)
-            if not _same_image(slot.image, image):
-                slot.pose = None                  # a drawn pose belongs to its image
-            slot.image, slot.source = image, path
-        return image
-
-    def set_image(self, which: str, source: Any) -> Any:
-        """Image A or B of a two-image session: keyframe 0 or 1."""
-        k = {"a": 0, "b": 1}.get(which)
-        if k is None:
-            raise ValueError(f"which={which!r} is not allowed: expected 'a' or 'b'")
-        if k > len(self.slots):
-            raise InputError("upload Image A first")
-        return self.set_keyframe(k, source)
-
-    def remove_keyframe(self, k: int) -> None:
-        self._slot(k)
-        del self.slots[k]
-
-    def move_keyframe(self, k: int, to: int) -> None:
-        """Move keyframe k to position `to` (its segments' settings and edits follow the pairs)."""
-        slot = self._slot(k)
-        if not 0 <= to < len(self.slots):
-            raise InputError(f"position {to} is out of range: keyframes are 0..{len(self.slots) - 1}")
-        del self.slots[k]
-        self.slots.insert(to, slot)
-
-    def set_keyframe_text(self, k: int, prompt: Optional[str] = None,
-                          negative_prompt: Optional[str] = None) -> None:
-        """Keyframe k's prompt and negative prompt (blank or None: the run's)."""
-        slot = self._slot(k)
-        slot.prompt = prompt if prompt and prompt.strip() else None
-        slot.negative_prompt = negative_prompt if negative_prompt and negative_prompt.strip() else None
-
-    def set_pose(self, k: int, pose: Optional[Pose]) -> None:
-        self._slot(k).pose = pose
-
-    def set_segment(self, s: int, segment: Segment) -> None:
-        """Segment s's overrides (between keyframes s and s + 1, or the loop's last -> first)."""
-        pairs = self._pair_ids()
-        if not 0 <= s < len(pairs):
-            raise InputError(f"segment {s} is out of range: there are {len(pairs)}")
-        self.segments[pairs[s]] = segment
-
-    def timeline(self, settings: Optional[Settings] = None) -> Timeline:
-        """The keyframes and segments as a Timeline (two keyframes: prompt B from settings)."""
-        self._check_count(len(self.slots))
-        keys = [Keyframe(s.image, s.prompt, s.negative_prompt, s.pose) for s in self.slots]
-        if len(keys) == 2 and not self.loop and settings is not None:   # Prompt B, Negative B
-            b = keys[1]
-            keys[1] = dataclasses.replace(
-                b, prompt=settings.prompt_b if b.prompt is None else b.prompt,
-                negative_prompt=settings.negative_prompt_b if b.negative_prompt is None
-                else b.negative_prompt)
-        return Timeline(tuple(keys), tuple(self.segments.get(p, Segment())
-                                           for p in self._pair_ids()), self.loop)
-
-    def _pair_ids(self) -> tuple:
-        ids = [s.id for s in self.slots]
-        ends = ids[1:] + ids[:1] if self.loop else ids[1:]
-        return tuple(zip(ids, ends))
-
-    def _slot(self, k: int) -> Slot:
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self.slots):
-            raise InputError(f"keyframe {k!r} does not exist: there are {len(self.slots)}")
-        return self.slots[k]
-
-    def _check_count(self, n: int) -> None:
-        bound = limits.current().keyframes
-        if n > bound:
-            raise InputError(f"{n} keyframes are over this server's limit of {bound} (set by "
-                             f"{limits.env_name('keyframes')})")
-        if n < 2:
-            raise InputError("add at least two images (keyframes) first")
-
-    # -- poses (the render's own rule: given, else detected with the photo pre-pass) --------------
-    def prepared(self, settings: Settings, native: int) -> list:
-        """Every keyframe at the working size (what the model and the pose canvas see)."""
-        self._check_count(len(self.slots))
-        return prepare_images([s.image for s in self.slots], settings, native)
-
-    def keyframe_pose(self, k: int, settings: Settings, engine) -> tuple:
-        """(pose, note) of keyframe k: drawn, else as the render detects it, else empty."""
-        from interp.pose.control import endpoint_pose
-        image = self.prepared(settings, engine.bundle.native_size)[k]
-        try:
-            return endpoint_pose(engine.bundle, image, engine.store, settings,
-                                 self._slot(k).pose), None
-        except PoseUnavailable as exc:
-            return Pose.empty(*image.size), str(exc)
-
     def frame_pose(self, frame: int, engine, override: bool = True) -> tuple:
-        """(pose, note) of an in-between frame: its override, else its keyframes' interpolated."""
+        """(pose, note) of an in-between frame of the render shown: its override, else its
+        segment's keyframes' poses (as that render saw them) interpolated at its position."""
         edit = self.edit_of(frame)
         if override and edit is not None and edit.pose is not None:
             return Pose.from_json(edit.pose), None
         s, _ = self.plan.locate(frame)
-        i, j = self.timeline().pairs[s]
-        pa, note = self.keyframe_pose(i, self.settings, engine)
-        pb, note_b = self.keyframe_pose(j, self.settings, engine)
+        timeline = self._timeline
+        images = prepare_keyframes(timeline, self.settings, engine.bundle.native_size)
+        (pa, note), (pb, note_b) = (
+            pose_or_empty(engine, images[k], self.settings, timeline.keyframes[k].pose)
+            for k in timeline.pairs[s])
         return interpolate_pose(pa, pb, self.frame(frame).position), note or note_b
 
     # -- rendering -------------------------------------------------------------------------------
@@ -369,6 +253,11 @@ class Session:
         keep = limits.current().size
         self.slots = [Slot(shrink_to(k.image, keep), None, k.prompt, k.negative_prompt, k.pose)
                       for k in project.timeline.keyframes]
+        b, settings = self.slots[-1], project.settings
+        if len(self.slots) == 2 and not project.timeline.loop:   # Prompt B becomes B's own
+            b.prompt = settings.prompt_b if b.prompt is None else b.prompt
+            b.negative_prompt = (settings.negative_prompt_b if b.negative_prompt is None
+                                 else b.negative_prompt)
         self.loop = project.timeline.loop
         pairs = self._pair_ids()
         self.segments = dict(zip(pairs, project.timeline.segments))
@@ -383,8 +272,3 @@ class Session:
         """Cancel any render and delete exported files (idempotent; the session stays usable)."""
         self.cancel()
         self._files.delete()
-
-
-def _same_image(a, b) -> bool:
-    return (a is not None and b is not None and a.size == b.size and a.mode == b.mode
-            and a.tobytes() == b.tobytes())

@@ -130,6 +130,16 @@ class Timeline:
         return dataclasses.replace(self, **changes)
 
 
+def keyframe_name(k: int) -> str:
+    """The letter a keyframe goes by (0 -> "A", 25 -> "Z", 26 -> "AA")."""
+    name = ""
+    k += 1
+    while k:
+        k, rest = divmod(k - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
+
+
 def two_image(image_a, image_b, settings: Settings, pose_a=None, pose_b=None) -> Timeline:
     """The timeline of a two-image render: B's prompt and negative from settings.prompt_b and
     negative_prompt_b (None: the run's)."""
