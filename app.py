@@ -16,7 +16,7 @@ import os
 from interp import limits
 from interp.models.startup import add_loader_flags, add_store_flags
 from interp.settings import PRESETS
-from ui.layout import build_demo, initial_settings, launch_options
+from ui.layout import build_demo, launch_options
 
 log = logging.getLogger("interp.app")
 
@@ -47,21 +47,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_engine(args: argparse.Namespace) -> tuple:
     """(Interpolator, banner markdown or None): the model (offline rule), frame store and CLIP
-    scorer, loaded once before serving."""
-    from interp.errors import ModelUnavailable
-    from interp.render import Interpolator
-    from interp.models.startup import load_scorer, load_store, loader_options, resolve_and_load
-    bundle, note = resolve_and_load(args.model, args.device, args.dtype, **loader_options(args))
-    try:
-        scorer = load_scorer(args.clip_model, bundle)
-    except ModelUnavailable as exc:
-        log.warning("CLIP ranking is unavailable: %s", exc)
-        scorer, clip_note = None, f"**CLIP ranking is off** (frames use their first candidate): {exc}"
-    else:
-        clip_note = None
-    store = load_store(args.store, args.store_max_gb)
-    notes = [f"**Built-in model.** {note}" if note else None, clip_note]
-    return Interpolator(bundle, store, scorer), "  \n".join(n for n in notes if n) or None
+    scorer, loaded once before serving (interp.models.startup.build_engine, as the CLI does)."""
+    from interp.models.startup import build_engine, loader_options
+    engine, notes = build_engine(args.model, device=args.device, dtype=args.dtype,
+                                 clip=args.clip_model, store=args.store,
+                                 store_max_gb=args.store_max_gb, **loader_options(args))
+    for note in notes:
+        log.warning("%s", note)
+    return engine, "  \n".join(notes) or None
+
+
+def initial_knobs(args: argparse.Namespace, engine) -> tuple:
+    """(preset name, Settings) the knobs start from: the preset (balanced on a GPU, else draft),
+    then what the model needs (interp.models.startup.settings_for, as the CLI does)."""
+    from interp.models.startup import settings_for
+    name = args.preset or ("balanced" if engine.bundle.device.type == "cuda" else "draft")
+    settings, note = settings_for(name, engine.bundle.name, scorer=engine.scorer)
+    if note:
+        log.warning("%s", note)
+    return name, settings
 
 
 def check_start(args: argparse.Namespace) -> None:
@@ -81,8 +85,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     check_start(args)
     engine, note = load_engine(args)
-    name = args.preset or ("balanced" if engine.bundle.device.type == "cuda" else "draft")
-    demo = build_demo(engine, note, initial_settings(name, engine.bundle.name))
+    name, settings = initial_knobs(args, engine)
+    demo = build_demo(engine, note, settings, preset=name)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                 **launch_options())
 

@@ -1,6 +1,6 @@
 // interp pose editor: the body of a gr.HTML js_on_load (Gradio 6), which runs with `element`,
 // `props`, `trigger` and `watch` in scope. props.value is
-//   {image: data URL | "", pose: OpenPose JSON, target: "a"|"b"|"frame", label: str, source: str}.
+//   {image: data URL | "", pose: OpenPose JSON, target: "keyframe:<id>"|"frame:<n>", label, source}.
 // Joints are dragged, added (pick a missing joint, then click where it goes) and removed
 // (double-click, or select + "Remove joint"). Every finished edit writes props.value with
 // source "user"; the server validates the pose and shows its JSON.

@@ -1,50 +1,27 @@
-"""The app through gradio_client: named endpoints, streaming, the frame panel, cancel, errors,
-poses, projects and per-session state. The app runs in-process on the tiny model (64 px)."""
+"""The studio through gradio_client: named endpoints, keyframes, streaming, the frame panel,
+cancel, errors, poses, projects and per-session state. The app runs in-process on the tiny model
+(64 px); outputs are read by component name (tests/studio.py)."""
 import json
 import re
-import socket
 import threading
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 
+from studio import EXAMPLES, add, by_name, connect, fetch, outputs, render, start_studio
 from interp.forms import FORM_FIELDS, form_from_settings, settings_from_form
 from interp.settings import PRESETS, Settings, preset
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "assets" / "examples"
 TINY = Settings(frames=5, num_inference_steps=10, size=64, candidates=3, prompt="a photo",
                 rank_positive="a photo")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url():
-    from ui import layout
-    from interp.models.load import load_bundle
-    from interp.rank import build_tiny_clip
-    from interp.render import Interpolator
-    from interp.store import FrameStore
-    bundle = load_bundle("tiny")
-    engine = Interpolator(bundle, FrameStore(), build_tiny_clip(counter=bundle.counter))
-    demo = layout.build_demo(engine, "running on the tiny test model", TINY)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **layout.launch_options())
-    yield f"http://127.0.0.1:{port}/"
+    demo, url = start_studio(TINY)
+    yield url
     demo.close()
-
-
-def connect(url):
-    """A client (its own session); files come back as FileData dicts (fetch() what is needed)."""
-    from gradio_client import Client
-    return Client(url, verbose=False, download_files=False, analytics_enabled=False)
 
 
 @pytest.fixture
@@ -52,24 +29,8 @@ def client(url):
     return connect(url)
 
 
-def fetch(url, filedata, directory: Path) -> Path:
-    """Download one output file of the app into directory."""
-    import httpx
-    path = directory / Path(filedata["path"]).name
-    path.write_bytes(httpx.get(filedata["url"]).content)
-    return path
-
-
-def images(a="astronaut.jpg", b="chelsea.jpg") -> dict:
-    from gradio_client import handle_file
-    return {"image_a": handle_file(str(EXAMPLES / a)), "image_b": handle_file(str(EXAMPLES / b))}
-
-
-def render(client, **knobs):
-    """/interpolate with the tiny knobs -> (job, final outputs)."""
-    job = client.submit(**{**images(), **{k: v for k, v in knobs.items()}},
-                        api_name="/interpolate")
-    return job, job.result()
+def two(client):
+    return add(client, "astronaut.jpg", "chelsea.jpg")
 
 
 # -- the one mapping ------------------------------------------------------------------------------
@@ -95,61 +56,109 @@ def test_endpoint_knobs_are_the_settings_fields_and_cli_flags(client):
     from interp.cli.main import build_parser
     params = [p["parameter_name"] for p in client.view_api(print_info=False, return_format="dict")
               ["named_endpoints"]["/interpolate"]["parameters"]]
-    assert params[:2] == ["image_a", "image_b"] and sorted(params[2:]) == sorted(FORM_FIELDS)
+    # every Settings field but B's prompts, which are keyframe B's own prompts in the studio
+    assert params[0] == "loop"
+    assert sorted(params[1:]) == sorted(set(FORM_FIELDS) - {"prompt_b", "negative_prompt_b"})
     render_parser = build_parser()._subparsers._group_actions[0].choices["render"]
     flags = {o for a in render_parser._actions for o in a.option_strings}
     assert {"--" + f.replace("_", "-") for f in FORM_FIELDS} <= flags
 
 
-# -- rendering ------------------------------------------------------------------------------------
+# -- keyframes and rendering ----------------------------------------------------------------------
 
 def test_interpolate_streams_middle_first_exports_and_reuses(client, url, tmp_path):
+    from ui.handlers import RENDER
     from interp.video import read_video_frames
+    board = two(client)
+    assert [g["caption"] for g in board["keyframes"]] == ["A", "B"]
     job, out = render(client, seed=1)
-    strips = [[s["caption"] for s in o[0]] for o in job.outputs() if isinstance(o[0], list)]
-    assert strips[0] == ["frame 0", "frame 4"]          # the inputs at once, then the middle
-    assert next(s for s in strips if len(s) > 2) == ["frame 0", "frame 2", "frame 4"]
-    assert len(out[0]) == 5 and out[1].startswith("5 frames · regenerated 3, reused 0")
-    video, mp4, gif, archive, project = (fetch(url, f, tmp_path) for f in out[2:7])
+    strips = [[s["caption"] for s in o["strip"]] for o in outputs(job, RENDER)
+              if isinstance(o["strip"], list)]
+    assert strips[0] == ["0 · A", "4 · B"]             # the keyframes at once, then the middle
+    assert next(s for s in strips if len(s) > 2) == ["0 · A", "2", "4 · B"]
+    assert len(out["strip"]) == 5 and out["status"].startswith("5 frames · regenerated 3, reused 0")
+    mp4, gif, archive, project = (fetch(url, out[k], tmp_path) for k in ("mp4", "gif", "zip",
+                                                                        "project"))
     assert len(read_video_frames(mp4)) == 5 and gif.stat().st_size > 0
     assert len(zipfile.ZipFile(archive).namelist()) == 5
     assert json.loads(project.read_text())["settings"]["seed"] == 1
-    assert out[7]["generated"] == [1, 2, 3]
+    assert out["details"]["generated"] == [1, 2, 3]
     _, again = render(client, seed=1)
-    assert "regenerated 0, reused 3" in again[1]
+    assert "regenerated 0, reused 3" in again["status"]
+
+
+def test_three_keyframes_reorder_and_a_segment_of_its_own(client):
+    from ui.keyframes import BOARD
+    add(client, "astronaut.jpg", "chelsea.jpg", "coffee.jpg")
+    _, out = render(client, seed=2, frames=5)
+    # 3 keyframes, 2 segments of 5 frames sharing B: 5 + 5 - 1 frames, each made once
+    assert len(out["strip"]) == 9 and "regenerated 6, reused 0" in out["status"]
+    assert [s["frames"] for s in out["details"]["segments"]] == [5, 5]
+    assert [f["segment"] for f in out["details"]["frames"]] == [0] * 5 + [1] * 4
+    # segment B -> C gets 7 frames and a seed of its own; A -> B stays cached
+    client.predict(keyframe=1, frames=7, seed=5, api_name="/edit_keyframe")
+    _, seven = render(client, seed=2, frames=5)
+    assert len(seven["strip"]) == 11 and "regenerated 5, reused 3" in seven["status"]
+    # C moves before B: A -> C and C -> B are new segments; the row follows
+    moved = by_name(BOARD, client.predict(keyframe=2, api_name="/move_keyframe_earlier"))
+    assert [g["caption"] for g in moved["keyframes"]] == ["A", "B", "C"]   # letters by place
+    assert moved["kf"] == 1
+    _, swapped = render(client, seed=2, frames=5)
+    assert swapped["details"]["generated"] != [] and len(swapped["strip"]) == 9
+
+
+def test_keyframe_prompts_loop_and_removal(client):
+    from ui.keyframes import BOARD
+    add(client, "astronaut.jpg", "chelsea.jpg", "coffee.jpg")
+    shown = by_name(("keyframes",), client.predict(keyframe=1, prompt="a cat",
+                                                     api_name="/edit_keyframe"))
+    assert [g["caption"] for g in shown["keyframes"]] == ["A", "B · a cat", "C"]
+    looped = by_name(BOARD, client.predict(loop=True, keyframe=2, api_name="/set_loop"))
+    assert looped["seg_title"].startswith("Segment **C → A**")
+    _, out = render(client, loop=True, seed=3, frames=5)
+    assert len(out["strip"]) == 3 * 5 - 3 and out["details"]["loop"] is True
+    assert out["details"]["segments"][1]["settings"]["prompt"] == "a cat"   # B's prompt
+    removed = by_name(BOARD, client.predict(keyframe=0, api_name="/remove_keyframe"))
+    assert [g["caption"] for g in removed["keyframes"]] == ["A · a cat", "B"]
 
 
 def test_frame_panel_pin_and_regenerate_touch_only_descendants(client):
-    _, out = render(client, seed=2, frames=9)
-    shown = client.predict(4, api_name="/select_frame")
-    gallery, info, chosen = shown[0], shown[1], shown[2]
+    from ui.frame_panel import SHOWN
+    from ui.handlers import RENDER
+    two(client)
+    render(client, seed=2, frames=9)
+    shown = by_name(SHOWN, client.predict(4, api_name="/select_frame"))
+    gallery = shown["cand_gallery"]
     assert len(gallery) == 3 and all(re.fullmatch(rf"#{c} · -?\d\.\d{{3}}( ✓)?", g["caption"])
                                      for c, g in enumerate(gallery))  # CLIP scores
-    assert "**Frame 4**" in info and gallery[int(chosen)]["caption"].endswith("✓")
-    other = (int(chosen) + 1) % 3
-    pinned = client.predict(6, other, api_name="/use_candidate")
-    assert "regenerated 2, reused 5" in pinned[1]  # frame 6's children 5 and 7
-    assert pinned[0][6]["caption"] == "frame 6 · pinned"
-    redone = client.predict(2, "", "", 1.0, False, None, 0, "", api_name="/regenerate_frame")
-    assert "regenerated 3, reused 4" in redone[1]  # frame 2 and its children 1 and 3
-    assert set(redone[7]["generated"]) == {1, 2, 3}
-    seed = client.predict(2, api_name="/select_frame")[7]
+    assert "**Frame 4**" in shown["frame_info"] and "segment A → B" in shown["frame_info"]
+    assert gallery[int(shown["cand_no"])]["caption"].endswith("✓")
+    other = (int(shown["cand_no"]) + 1) % 3
+    pinned = by_name(RENDER, client.predict(6, other, api_name="/use_candidate"))
+    assert "regenerated 2, reused 5" in pinned["status"]  # frame 6's children 5 and 7
+    assert pinned["strip"][6]["caption"] == "6 · pinned"
+    redone = by_name(RENDER, client.predict(2, api_name="/regenerate_frame"))
+    assert "regenerated 3, reused 4" in redone["status"]  # frame 2 and its children 1 and 3
+    assert set(redone["details"]["generated"]) == {1, 2, 3}
+    seed = by_name(SHOWN, client.predict(2, api_name="/select_frame"))["frame_seed"]
     assert isinstance(seed, (int, float)) and seed >= 0  # the re-roll's seed is shown
 
 
 def test_cancel_stops_within_steps_and_keeps_finished_frames(client):
-    job = client.submit(**images(), seed=3, frames=17, num_inference_steps=100, candidates=1,
+    from ui.handlers import RENDER
+    two(client)
+    job = client.submit(seed=3, frames=17, num_inference_steps=100, candidates=1,
                         api_name="/interpolate")
     deadline = time.time() + 60
     while time.time() < deadline and not any(
-            isinstance(o[0], list) and len(o[0]) >= 3 for o in job.outputs()):
+            isinstance(o["strip"], list) and len(o["strip"]) >= 3 for o in outputs(job, RENDER)):
         time.sleep(0.1)
     client.predict(api_name="/cancel")
-    out = job.result(timeout=60)
-    assert out[1].startswith("cancelled: kept")
-    kept = int(out[1].split("kept ")[1].split()[0])
-    assert 1 <= kept < 15 and len(out[0]) == kept + 2
-    assert out[2] is None and out[3] is None  # no video or download for an incomplete run
+    out = by_name(RENDER, job.result(timeout=60))
+    assert out["status"].startswith("cancelled: kept")
+    kept = int(out["status"].split("kept ")[1].split()[0])
+    assert 1 <= kept < 15 and len(out["strip"]) == kept + 2
+    assert out["video"] is None and out["mp4"] is None  # nothing for an incomplete run
 
 
 def test_bad_uploads_and_settings_are_clear_errors_and_the_app_keeps_working(client, tmp_path):
@@ -159,17 +168,21 @@ def test_bad_uploads_and_settings_are_clear_errors_and_the_app_keeps_working(cli
     text.write_text("this is not an image")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    for path, words in ((text, "Image A: 'notes.png' is not an image"), (empty, "empty")):
+    for path, words in ((text, "Keyframe A: 'notes.png' is not an image"), (empty, "empty")):
         with pytest.raises(AppError, match=words):
-            client.predict(handle_file(str(path)), api_name="/set_image_a")
-    with pytest.raises(AppError, match="noise_min/noise_max"):
-        render(client, noise_min=0.9, noise_max=0.2)
-    with pytest.raises(AppError, match="is not an image"):
-        client.predict(**{**images(), "image_b": handle_file(str(text))}, api_name="/interpolate")
+            client.predict(files=[handle_file(str(path))], api_name="/add_keyframes")
+    with pytest.raises(AppError, match="add at least two images"):
+        render(client)
     with pytest.raises(AppError, match="press Interpolate first"):
         client.predict(2, 0, api_name="/use_candidate")
+    two(client)
+    with pytest.raises(AppError, match="noise_min/noise_max"):
+        render(client, noise_min=0.9, noise_max=0.2)
+    with pytest.raises(AppError, match="Keyframe D: .notes.png. is not an image"):
+        client.predict(files=[handle_file(str(EXAMPLES / "coffee.jpg")), handle_file(str(text))],
+                       api_name="/add_keyframes")
     _, out = render(client, seed=4)
-    assert "5 frames" in out[1]
+    assert out["status"].startswith("5 frames")          # the bad pair added nothing
 
 
 def test_plan_endpoint_follows_the_curve(client):
@@ -186,68 +199,19 @@ def test_plan_endpoint_follows_the_curve(client):
     assert "Cannot plan" in bad and "non-decreasing" in bad and none is None
 
 
-def test_pose_endpoints_validate_and_keep_the_pose(client):
-    from gradio_client.exceptions import AppError
-    files = images()
-    value, text = client.predict(files["image_a"], files["image_b"], "a", None, 64, "crop", False,
-                                 api_name="/load_pose")
-    assert value["target"] == "a" and value["image"].startswith("data:image/jpeg")
-    pose = {"canvas_width": 64, "canvas_height": 64,
-            "people": [{"pose_keypoints_2d": [32, 20, 1] * 18}]}
-    value2, text2, _ = client.predict(json.dumps(pose), value, api_name="/set_pose")
-    assert json.loads(text2) == pose and value2["pose"] == pose
-    again, _ = client.predict(None, None, "a", None, 64, "crop", False, api_name="/load_pose")
-    assert again["pose"] == pose  # kept in the session
-    bad = {**pose, "people": [{"pose_keypoints_2d": [99, 20, 1] * 18}]}
-    with pytest.raises(AppError, match="outside the canvas width"):
-        client.predict(json.dumps(bad), value, api_name="/set_pose")
-    moved = {**pose, "people": [{"pose_keypoints_2d": [40, 20, 1] * 18}]}
-    client.predict(json.dumps(moved), {**value, "target": "b"}, api_name="/set_pose")
-    render(client, seed=10, pose=True)
-    framed, _ = client.predict(None, None, "frame", 2, 64, "crop", False, api_name="/load_pose")
-    assert framed["target"] == "frame:2" and framed["label"] == "Frame 2"
-    assert framed["pose"]["people"][0]["pose_keypoints_2d"][:3] == [36, 20, 1]  # halfway A-B
-    _, _, frame_text = client.predict(json.dumps(pose), framed, api_name="/set_pose")
-    assert json.loads(frame_text) == pose  # goes into the frame's override form
-    out = client.predict(2, "", "", 1.0, False, None, 0, frame_text, api_name="/regenerate_frame")
-    assert out[7]["edits"]["2"]["pose"] == pose and "regenerated 3, reused 0" in out[1]
-
-
-def test_load_project_restores_everything_and_reuses_cached_frames(client, url, tmp_path):
-    from gradio_client import handle_file
-    _, out = render(client, seed=5, prompt="a cat", frames=5)
-    pinned = client.predict(2, 1, api_name="/use_candidate")
-    fresh = connect(url)
-    loaded = fresh.predict(handle_file(str(fetch(url, pinned[6], tmp_path))),
-                           api_name="/load_project")
-    image_a, image_b, knobs = loaded[0], loaded[1], dict(zip(FORM_FIELDS, loaded[2:2 + len(FORM_FIELDS)]))
-    assert knobs["seed"] == 5 and knobs["prompt"] == "a cat" and "1 frame edit" in loaded[-1]
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    job = fresh.submit(image_a=handle_file(str(fetch(url, image_a, tmp_path / "a"))),
-                       image_b=handle_file(str(fetch(url, image_b, tmp_path / "b"))), **knobs,
-                       api_name="/interpolate")
-    result = job.result()
-    assert "regenerated 0, reused 3" in result[1] and result[0][2]["caption"] == "frame 2 · pinned"
-
-
-def test_two_sessions_at_once_keep_their_own_results(url):
-    one, two = connect(url), connect(url)
-    results = {}
-
-    def go(name, c, seed):
-        results[name] = render(c, seed=seed, frames=5)[1]
-    threads = [threading.Thread(target=go, args=("one", one, 6)),
-               threading.Thread(target=go, args=("two", two, 7))]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    assert results["one"][7]["settings"]["seed"] == 6 and results["two"][7]["settings"]["seed"] == 7
-    keys = [client.predict(2, api_name="/select_frame")[1] for client in (one, two)]
-    assert results["one"][7]["frames"][2]["seeds"] != results["two"][7]["frames"][2]["seeds"]
-    assert keys[0] != keys[1]  # each session's frame panel shows its own frame
+def test_timeline_endpoint_shows_segment_lengths_and_the_working_size(client):
+    two(client)
+    add(client, "coffee.jpg")
+    client.predict(keyframe=0, duration=0.8, api_name="/edit_keyframe")
+    svg = client.predict(fps=10, keyframe=0, frames=5, api_name="/timeline")
+    # A -> B: 0.8 s at 10 fps = 9 frames; B -> C: the run's 5; 9 + 5 - 1 = 13 frames, 1.2 s
+    assert re.findall(r'data-frames="(\d+)"', svg) == ["9", "5"]
+    assert "13 frames · 1.2 s at 10 fps · working size 64 × 64" in svg
 
 
 def test_presets_fill_only_their_knobs(client):
-    values = dict(zip(FORM_FIELDS, client.predict("paper", api_name="/apply_preset")))
+    from ui.knobs import STUDIO_FIELDS
+    values = by_name(STUDIO_FIELDS, client.predict("paper", api_name="/apply_preset"))
     assert values["num_inference_steps"] == 200 and values["invert_steps"] == 500
     assert values["candidates"] == 0 and values["noise_max"] == 0.55
     changed = {k for k, v in values.items() if not isinstance(v, dict)}  # dict = "left as is"
@@ -256,49 +220,39 @@ def test_presets_fill_only_their_knobs(client):
 
 def test_out_of_memory_and_library_errors_become_clear_messages():
     import torch
-    from ui.handlers import OOM_HINT, user_error
+    from ui.errors import OOM_HINT, user_error
     from interp.errors import ModelUnavailable
     assert user_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried ...")).message == OOM_HINT
     assert user_error(ModelUnavailable("no ControlNet")).message == "no ControlNet"
     assert "KeyError" in user_error(KeyError("x")).message
 
 
-def test_pose_guidance_needs_poses_and_uses_drawn_ones(client):
-    from gradio_client.exceptions import AppError
-    with pytest.raises(AppError, match="Draw the pose by hand"):
-        render(client, seed=8, pose=True)   # no detector weights offline and nothing drawn
-    person = [20, 10, 1] * 18
-    for which in ("a", "b"):
-        pose = {"canvas_width": 64, "canvas_height": 64, "people": [{"pose_keypoints_2d": person}]}
-        client.predict(json.dumps(pose), {"target": which}, api_name="/set_pose")
-    _, out = render(client, seed=8, pose=True)
-    assert "5 frames · regenerated 3" in out[1]
-    assert out[7]["model_calls"]["calls"]["controlnet"] > 0
-
-
 def test_export_endpoint_applies_the_export_knobs(client, url, tmp_path):
     from interp.video import read_video_frames
+    two(client)
     render(client, seed=9)
-    video, mp4, gif, archive, project = client.predict(12, True, 0, 2, 1, api_name="/export")
-    frames = read_video_frames(fetch(url, mp4, tmp_path))
+    out = by_name(("video", "mp4", "gif", "zip", "project"),
+                  client.predict(fps=12, pingpong=True, gif_loop=0, hold_first=2, hold_last=1,
+                                 api_name="/export"))
+    frames = read_video_frames(fetch(url, out["mp4"], tmp_path))
     assert len(frames) == (1 + 2) + 3 + (1 + 1) + 3  # A held 2 more, inner, B held 1, inner back
 
 
-def test_even_pacing_respaces_the_last_render_and_reports_the_spread(client, url, tmp_path):
-    from PIL import Image
-    from interp import metrics
-    from helpers import evenly_paced
-    with pytest.raises(Exception, match="Interpolate"):
-        client.predict(api_name="/even_pacing")   # nothing rendered in this session yet
-    _, first = render(client, seed=5, frames=9, candidates=1)
-    with zipfile.ZipFile(fetch(url, first[5], tmp_path)) as archive:
-        frames = [Image.open(archive.open(n)).convert("RGB") for n in sorted(archive.namelist())]
-    before = [f["position"] for f in first[7]["frames"]]
-    expected = evenly_paced(before, metrics.adjacent_distances(frames, metrics.lab_distance))
-    paced = client.predict(api_name="/even_pacing")
-    assert paced[7]["settings"]["curve"] == "custom"
-    assert [f["position"] for f in paced[7]["frames"]] == pytest.approx(expected.tolist(), abs=1e-6)
-    line = re.search(r"pacing: largest/smallest step ([\d.]+) -> ([\d.]+), PDV ([\d.]+) -> ([\d.]+)",
-                     paced[1])
-    assert line, paced[1]
-    assert paced[2] is not None and len(paced[0]) == 9   # a complete, exported sequence
+def test_two_sessions_at_once_keep_their_own_results(url):
+    from ui.frame_panel import SHOWN
+    one, two_ = connect(url), connect(url)
+    results = {}
+
+    def go(name, c, photos, seed):
+        add(c, *photos)
+        results[name] = render(c, seed=seed, frames=5)[1]
+    threads = [threading.Thread(target=go, args=("one", one, ("astronaut.jpg", "chelsea.jpg"), 6)),
+               threading.Thread(target=go, args=("two", two_, ("coffee.jpg", "rocket.jpg"), 7))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert results["one"]["details"]["settings"]["seed"] == 6
+    assert results["two"]["details"]["settings"]["seed"] == 7
+    infos = [by_name(SHOWN, c.predict(2, api_name="/select_frame"))["frame_info"]
+             for c in (one, two_)]
+    assert results["one"]["details"]["frames"][2]["key"] != results["two"]["details"]["frames"][2]["key"]
+    assert infos[0] != infos[1]  # each session's frame panel shows its own frame

@@ -1,6 +1,7 @@
 """The app's knobs: one widget per Settings / Export field, named after the field, grouped as the
-issue asks (frames and schedule, sampling, text inversion, pose, ranking, output). Choices come
-from the library's Enums; values go through interp.forms.settings_from_form.
+side panel shows them (schedule, sampling, text inversion, ranking, attention, pose, output).
+Choices come from the library's Enums; values go through interp.forms.settings_from_form.
+Prompt B and Negative prompt B have no knob: in the studio every keyframe has its own prompts.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import gradio as gr
 
 from ui.points import PointsTable
 from interp import limits
+from interp.forms import FORM_FIELDS
 from interp.settings import AttentionBlocks, AttentionMode, Curve, Fit, NoiseShape, Scheme
 
 CURVE_LABELS = {Curve.UNIFORM: "uniform", Curve.EASE_IN: "ease in", Curve.EASE_OUT: "ease out",
@@ -20,29 +22,28 @@ SCHEME_LABELS = {Scheme.METHOD: "noise → interpolate → denoise (the paper)",
                  Scheme.DID_INDEPENDENT: "DID, independent noise (baseline)"}
 
 
+STUDIO_FIELDS = tuple(f for f in FORM_FIELDS if f not in ("prompt_b", "negative_prompt_b"))
+
+
 def _choices(labels: dict) -> list:
     return [(label, member.value) for member, label in labels.items()]
 
 
 def text_knobs(v: dict) -> dict:
+    """The run's prompts (each keyframe may have its own instead, in the inspector)."""
     chars = limits.current().prompt_chars
     return {
-        "prompt": gr.Textbox(v["prompt"], label="Prompt A", lines=1, max_length=chars,
-                             placeholder="one prompt for the whole sequence (as the paper)"),
-        "prompt_b": gr.Textbox(v["prompt_b"], label="Prompt B", lines=1, max_length=chars,
-                               placeholder="empty: same as Prompt A"),
+        "prompt": gr.Textbox(v["prompt"], label="Prompt", lines=1, max_length=chars, scale=3,
+                             placeholder="for every keyframe without its own prompt"),
         "negative_prompt": gr.Textbox(v["negative_prompt"], label="Negative prompt", lines=1,
-                                      max_length=chars),
-        "negative_prompt_b": gr.Textbox(v["negative_prompt_b"], label="Negative prompt B",
-                                        lines=1, max_length=chars,
-                                        placeholder="empty: the same negative for both"),
+                                      max_length=chars, scale=2),
     }
 
 
 def schedule_knobs(v: dict) -> dict:
     knobs = {
         "frames": gr.Slider(3, limits.current().frames, v["frames"], step=1,
-                            label="Frames (A and B included)"),
+                            label="Frames per segment (both keyframes included)"),
         "curve": gr.Dropdown(_choices(CURVE_LABELS), value=v["curve"], label="Schedule curve"),
     }
     with gr.Row():

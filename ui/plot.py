@@ -75,3 +75,53 @@ def plan_svg(plan, num_inference_steps: int) -> str:
 def plan_error(message: str) -> str:
     """What the plot area shows when the knobs do not make a valid plan."""
     return f'<div class="plan-error">Cannot plan these settings: {escape(message)}</div>'
+
+
+TW, TH = 860, 74                       # the timeline's SVG user units
+T_LEFT, T_RIGHT, T_BAR = 14, 14, 40    # margins; the segment bars' top
+SEGMENT_COLOURS = ("#6366f1", "#ec4899")
+
+
+def timeline_svg(where, fps, size, selected) -> str:
+    """SVG of a timeline Layout: one bar per segment (its frames and seconds at `fps`), a marker
+    per keyframe at its frame, the loop's way back to the first; the working size above."""
+    if where is None:
+        return ('<div class="timeline-empty">Add two or more images (or pick an example) to '
+                'build a timeline.</div>')
+    end = where.total if where.loop else where.total - 1
+    def x(frame):
+        return T_LEFT + (TW - T_LEFT - T_RIGHT) * frame / max(end, 1)
+    names = [_letter(k) for k in range(len(where.keyframes))]
+    parts = []
+    for s, (off, n) in enumerate(zip(where.offsets, where.counts)):
+        seconds = (n - 1) / fps
+        x0, x1 = x(off), x(off + n - 1)
+        parts.append(f'<rect class="segment" data-segment="{s}" data-frames="{n}" '
+                     f'data-seconds="{seconds:.3f}" x="{x0:.1f}" y="{T_BAR}" '
+                     f'width="{max(x1 - x0, 1):.1f}" height="16" rx="3" '
+                     f'fill="{SEGMENT_COLOURS[s % 2]}" opacity="0.8"><title>segment {names[s]} → '
+                     f'{names[(s + 1) % len(names)]}: {n} frames, {seconds:.2f} s</title></rect>')
+        parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{T_BAR + 30}" text-anchor="middle">'
+                     f'{n} frames · {seconds:.1f} s</text>')
+    marks = list(zip(where.keyframes, names)) + ([(where.total, names[0])] if where.loop else [])
+    for k, (frame, name) in enumerate(marks):
+        chosen = " selected" if k == selected else ""
+        parts.append(f'<g class="keyframe{chosen}" data-keyframe="{k % len(names)}" '
+                     f'data-frame="{frame}"><circle cx="{x(frame):.1f}" cy="{T_BAR + 8}" r="9"/>'
+                     f'<text x="{x(frame):.1f}" y="{T_BAR + 12}" text-anchor="middle" '
+                     f'class="letter">{name}</text></g>')
+    seconds = (end) / fps
+    head = (f'{" → ".join(names + ([names[0]] if where.loop else []))} · {where.total} frames · '
+            f'{seconds:.1f} s at {fps:g} fps · working size {size[0]} × {size[1]}')
+    return (f'<svg class="timeline-plot" viewBox="0 0 {TW} {TH}" xmlns="http://www.w3.org/2000/svg"'
+            f' role="img" aria-label="timeline"><style>.timeline-plot text{{font:12px sans-serif;'
+            f'fill:currentColor}}.timeline-plot .keyframe circle{{fill:#111827;stroke:#fff;'
+            f'stroke-width:1.5}}.timeline-plot .keyframe.selected circle{{fill:#f59e0b}}'
+            f'.timeline-plot .letter{{fill:#fff;font-weight:700;font-size:11px}}</style>'
+            f'<text x="{T_LEFT}" y="18" class="head">{escape(head)}</text>'
+            + "".join(parts) + "</svg>")
+
+
+def _letter(k: int) -> str:
+    from interp.timeline import keyframe_name
+    return keyframe_name(k)

@@ -1,8 +1,9 @@
 """The app's pose editor: a gr.HTML component running assets/pose_editor.js in the browser, and
-its server side (load the pose of A, B or a frame; validate every edit as Pose JSON; keep it).
+its server side (load the pose of a keyframe or a frame; validate every edit as Pose JSON; keep it).
 
-The editor's value is {image, pose, target, label, source}; the browser sets source "user" on
-its edits, the server sends "server" (so echoes of what the server showed are not stored).
+The editor's value is {image, pose, target, label, source}; target is "keyframe:<slot id>" (so
+an edit reaches its keyframe even after the row was reordered) or "frame:<number>". The browser
+sets source "user" on its edits, the server sends "server" (so echoes are not stored).
 """
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from ui.handlers import _int
+from ui.errors import whole
 from ui.sessions import Sessions
 from interp.errors import InputError
 from interp.pose.keypoints import Pose
 from interp.forms import settings_from_form
 from interp.session import Session
+from interp.timeline import keyframe_name
 
 log = logging.getLogger("interp.app")
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-TARGETS = [("Image A", "a"), ("Image B", "b"), ("Selected frame", "frame")]
+TARGETS = [("Selected keyframe", "keyframe"), ("Selected frame", "frame")]
 TEMPLATE = """<div class="pe-root">
   <div class="pe-toolbar">
     <button type="button" data-act="add-person">Add person</button>
@@ -67,99 +69,105 @@ def parse_pose(value: Any) -> Pose:
 
 
 class PoseSide:
-    """Server handlers of the pose section, over the shared frame store (for detection)."""
+    """Server handlers of the pose section, over the engine (its model and store detect poses)."""
 
-    def __init__(self, store, sessions: Sessions) -> None:
-        self.store = store
+    def __init__(self, engine, sessions: Sessions) -> None:
+        self.engine = engine
         self.sessions = sessions
 
-    def load(self, session: Optional[Session], image_a: Any, image_b: Any, target: str,
-             frame: Any, size: Any, fit: Any, pose_all_people: bool,
-             override: bool = True, request: gr.Request = None) -> tuple:
-        """Editor value and JSON text for the chosen target (A, B or the selected frame)."""
+    def load(self, session: Optional[Session], target: str = "keyframe", keyframe: Any = None,
+             frame: Any = None, override: bool = True, request: gr.Request = None,
+             **knobs) -> dict:
+        """Editor value and JSON text for the chosen target (a keyframe or the selected frame);
+        knobs: the size knobs and pose_all_people (the pose is drawn at the working size)."""
         session = self.sessions.get(session, request)
-        for which, image in (("a", image_a), ("b", image_b)):
-            if image is not None:
-                self.sessions.load_image(session, which, image)
-        which, label, image, pose, note = self._lookup(session, target, frame, size, fit,
-                                                       pose_all_people, override)
+        where, label, image, pose, note = self._lookup(session, target, keyframe, frame, knobs,
+                                                       override)
         if note:
             log.warning("%s", note)
             gr.Warning("Pose detection is unavailable here, so this pose starts empty: use "
                        "“Add person” and drag the joints into place.")
-        value = {"image": data_url(image), "pose": pose.to_json(), "target": which,
+        value = {"image": data_url(image), "pose": pose.to_json(), "target": where,
                  "label": label, "source": "server"}
-        return session, value, pose_text(pose)
+        return {"state": session, "editor": value, "pose_json": pose_text(pose)}
 
-    def _lookup(self, session, target, frame, size, fit, all_people, override=True) -> tuple:
+    def _lookup(self, session: Session, target: str, keyframe: Any, frame: Any, knobs: dict,
+                override: bool) -> tuple:
         if target not in [t for _, t in TARGETS]:
             raise gr.Error(f"target={str(target)[:40]!r} is not allowed: choose one of "
                            f"{[t for _, t in TARGETS]}")
-        if session.image_a is None or session.image_b is None:
-            raise gr.Error("Upload both images (Image A and Image B) first.")
-        which = target
         if target == "frame":
             index = _frame_index(session, frame)
-            last = len(session.plan.nodes) - 1
-            which = "a" if index == 0 else "b" if index == last else "frame"
-        if which in ("a", "b"):
-            settings = settings_from_form({"size": size, "fit": fit,
-                                           "pose_all_people": all_people})
-            image = session.prepared(settings)[0 if which == "a" else 1]
-            pose, note = session.endpoint_pose(which, settings, self.store)
-            return which, f"Image {which.upper()}", image, pose, note
+            if index in session.plan.keyframes:
+                target, keyframe = "keyframe", session.plan.keyframes.index(index)
+        if target == "keyframe":
+            if keyframe is None or not session.slots:
+                raise gr.Error("Add images and pick a keyframe first.")
+            k = whole(keyframe, "keyframe")
+            settings = settings_from_form(knobs)
+            image = session.prepared(settings, self.engine.bundle.native_size)[k]
+            pose, note = session.keyframe_pose(k, settings, self.engine)
+            return (f"keyframe:{session.slots[k].id}", f"Keyframe {keyframe_name(k)}", image,
+                    pose, note)
         view = session.frame(index)
-        pose, note = session.frame_pose(index, session.settings, self.store, override)
+        pose, note = session.frame_pose(index, self.engine, override)
         return f"frame:{index}", f"Frame {index}", view.image, pose.rescaled(*view.image.size), note
 
-    def follow(self, session: Optional[Session], image_a: Any, image_b: Any, target: str,
-               frame: Any, size: Any, fit: Any, pose_all_people: bool) -> tuple:
-        """A frame was opened: show its pose when the editor is on "Selected frame"."""
-        if target != "frame" or session is None:
-            return session, gr.skip(), gr.skip()
-        return self.load(session, image_a, image_b, target, frame, size, fit, pose_all_people)
+    def follow(self, session: Optional[Session], target: str = "frame", keyframe: Any = None,
+               frame: Any = None, **knobs) -> dict:
+        """A frame or keyframe was opened: show its pose when the editor is on it."""
+        if session is None or (target == "frame" and frame is None) or (
+                target == "keyframe" and (keyframe is None or not session.slots)):
+            return {}
+        return self.load(session, target, keyframe, frame, **knobs)
 
-    def edited(self, session: Optional[Session], value: Any) -> tuple:
+    def edited(self, session: Optional[Session], value: Any) -> dict:
         """The browser changed the pose: validate it, keep it, show its JSON."""
         if not isinstance(value, dict) or value.get("pose") is None:
-            return session, gr.skip(), gr.skip()
+            return {}
         pose = parse_pose(value["pose"])
         if value.get("source") != "user" or session is None:
-            return session, pose_text(pose), gr.skip()
-        target = str(value.get("target", ""))
-        if target in ("a", "b"):
-            session.set_pose(target, pose)
-            return session, pose_text(pose), gr.skip()
-        return session, pose_text(pose), pose_text(pose)  # a frame's pose: into its override form
+            return {"pose_json": pose_text(pose)}
+        if self._keep(session, str(value.get("target", "")), pose):
+            return {"state": session, "pose_json": pose_text(pose)}
+        return {"pose_json": pose_text(pose), "frame_pose": pose_text(pose)}  # a frame's override
 
-    def typed(self, session: Optional[Session], text: str, value: Any) -> tuple:
+    def typed(self, session: Optional[Session], text: str, value: Any) -> dict:
         """The JSON box was edited: validate, keep, and redraw the editor."""
         if not isinstance(value, dict):
             raise gr.Error("Choose whose pose to edit first.")
         pose = parse_pose(text)
-        target = str(value.get("target", ""))
-        if target in ("a", "b") and session is not None:
-            session.set_pose(target, pose)
-        frame_text = pose_text(pose) if target.startswith("frame") else gr.skip()
-        return (session, {**value, "pose": pose.to_json(), "source": "server"}, pose_text(pose),
-                frame_text)
+        out = {"editor": {**value, "pose": pose.to_json(), "source": "server"},
+               "pose_json": pose_text(pose)}
+        if session is not None and self._keep(session, str(value.get("target", "")), pose):
+            return {**out, "state": session}
+        return {**out, "frame_pose": pose_text(pose)}
 
-    def reset(self, session: Optional[Session], image_a: Any, image_b: Any, target: str,
-              frame: Any, size: Any, fit: Any, pose_all_people: bool,
-              request: gr.Request = None) -> tuple:
-        """Forget the drawn pose of the target (A/B: detect again; a frame: interpolate)."""
+    def reset(self, session: Optional[Session], target: str = "keyframe", keyframe: Any = None,
+              frame: Any = None, request: gr.Request = None, **knobs) -> dict:
+        """Forget the drawn pose of the target (a keyframe: detect again; a frame: interpolate)."""
         session = self.sessions.get(session, request)
-        if target in ("a", "b"):
-            session.set_pose(target, None)
-        session, value, text = self.load(session, image_a, image_b, target, frame, size, fit,
-                                         pose_all_people, override=False, request=request)
-        return session, value, text, "" if target == "frame" else gr.skip()
+        if target == "keyframe" and keyframe is not None and session.slots:
+            session.set_pose(whole(keyframe, "keyframe"), None)
+        out = self.load(session, target, keyframe, frame, override=False, **knobs)
+        return {**out, "frame_pose": ""} if target == "frame" else out
+
+    @staticmethod
+    def _keep(session: Session, target: str, pose: Pose) -> bool:
+        """Store a keyframe's pose (True); False for a frame's (it goes to the override form)."""
+        kind, _, ident = target.partition(":")
+        if kind != "keyframe":
+            return False
+        if not ident.isdigit():
+            raise gr.Error(f"target={target[:40]!r} is not a keyframe of this session")
+        session.set_pose(session.index_of(int(ident)), pose)
+        return True
 
 
 def _frame_index(session: Session, frame: Any) -> int:
     if frame is None or session.plan is None:
         raise gr.Error("Click a frame in the strip first.")
-    index = _int(frame, "frame")
+    index = whole(frame, "frame")
     if index not in session.frames:
         raise gr.Error(f"Frame {index} is not available yet.")
     return index

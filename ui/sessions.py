@@ -22,13 +22,13 @@ from gradio.utils import get_upload_folder, is_in_or_equal
 from interp import limits
 from interp.errors import InputError
 from interp.session import Session
+from interp.timeline import keyframe_name
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
-REFUSED = ("Image {which}: this file cannot be used here (only images uploaded in this session "
+REFUSED = ("{label}: this file cannot be used here (only images uploaded in this session "
            "and the examples can be opened): upload the image again.")
 PROJECT_REFUSED = ("This project file cannot be used here (only files uploaded in this session "
                    "can be opened): upload it again.")
-KEEP = object()   # the payload shows an image the session already holds: keep that one
 
 
 class Sessions:
@@ -39,15 +39,10 @@ class Sessions:
         self.live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
         self.uploads: Any = frozenset()          # Gradio's set of uploaded paths (bind)
-        self.examples: frozenset = frozenset()   # cached copies of the example images
-        self.widgets: dict = {}                  # "a"/"b" -> its image widget
 
-    def bind(self, demo, image_widgets) -> None:
-        """After the layout is built: Gradio's upload set, and the example copies gr.Examples
-        put in the image widgets' temp files (before anything else can be shown there)."""
+    def bind(self, demo) -> None:
+        """After the layout is built: Gradio's set of uploaded paths."""
         self.uploads = demo.upload_file_set
-        self.widgets = dict(zip("ab", image_widgets))
-        self.examples = frozenset(p for w in self.widgets.values() for p in w.temp_files)
 
     # -- life of a session ---------------------------------------------------------------------
     def get(self, session: Optional[Session], request: Any = None) -> Session:
@@ -74,41 +69,47 @@ class Sessions:
             session.close()
 
     # -- files -----------------------------------------------------------------------------------
-    def load_image(self, session: Session, which: str, payload: Any) -> None:
-        """Keep an image widget's raw value (preprocess=False) as input `which` of the session."""
-        source = self.image_source(session, which, payload)
-        if source is KEEP or (isinstance(source, str) and source == session.sources.get(which)
-                              and getattr(session, f"image_{which}") is not None):
+    def add_keyframes(self, session: Session, payloads: Any) -> None:
+        """Uploaded files (a file widget's raw values) appended as keyframes, all or none."""
+        if payloads is None:
+            return
+        payloads = payloads if isinstance(payloads, list) else [payloads]
+        first = len(session.slots)
+        pairs = [(self.image_source(session, p, f"Keyframe {keyframe_name(first + n)}"), p)
+                 for n, p in enumerate(payloads)]
+        pairs = [(s, p) for s, p in pairs if s is not None]
+        try:
+            session.add_keyframes([s for s, _ in pairs])
+        except InputError as exc:
+            raise InputError(_with_names(str(exc), pairs)) from None
+        session.uploads.update(s for s, _ in pairs if isinstance(s, str))
+
+    def replace_keyframe(self, session: Session, k: int, payload: Any) -> None:
+        """A new image for keyframe k (from an upload)."""
+        source = self.image_source(session, payload, f"Keyframe {keyframe_name(k)}")
+        if source is None:
             return
         try:
-            session.set_image(which, source)
+            session.set_keyframe(k, source)
         except InputError as exc:
-            name = payload.get("orig_name") if isinstance(payload, dict) else None
-            message = str(exc)
-            if isinstance(source, str):
-                message = message.replace(source, str(name or Path(source).name))
-            raise InputError(f"Image {which.upper()}: {message}") from None
+            raise InputError(_with_names(str(exc), [(source, payload)])) from None
         if isinstance(source, str):
             session.uploads.add(source)
 
-    def image_source(self, session: Session, which: str, payload: Any) -> Any:
-        """A path this session may open, bytes of a data: URL, None (no image) or KEEP."""
+    def image_source(self, session: Session, payload: Any, label: str) -> Any:
+        """A path this session may open, the bytes of a data: URL, or None (no file)."""
         if payload is None:
             return None
         if not isinstance(payload, dict):
-            raise InputError(REFUSED.format(which=which.upper()))
+            raise InputError(REFUSED.format(label=label))
         path, url = payload.get("path"), payload.get("url")
         if path is None and isinstance(url, str) and url.startswith("data:"):
-            return data_url_bytes(url, f"Image {which.upper()}")
+            return data_url_bytes(url, label)
         if path is None and url is None:
             return None
         if isinstance(path, str) and self.may_open(session, path):
             return path
-        widget = self.widgets.get(which)
-        if (isinstance(path, str) and getattr(session, f"image_{which}") is not None
-                and widget is not None and path in widget.temp_files):
-            return KEEP   # an image the server showed in this widget (a loaded project's input)
-        raise InputError(REFUSED.format(which=which.upper()))
+        raise InputError(REFUSED.format(label=label))
 
     def project_path(self, session: Session, path: Any) -> str:
         """The path of an uploaded project file this session may open."""
@@ -123,7 +124,16 @@ class Sessions:
             return True
         if path in self.uploads and is_in_or_equal(path, get_upload_folder()):
             return True
-        return examples and (path in self.examples or _in_examples(path))
+        return examples and _in_examples(path)
+
+
+def _with_names(message: str, pairs: list) -> str:
+    """A library message with each upload's server path replaced by the file's own name."""
+    for source, payload in pairs:
+        if isinstance(source, str) and source in message:
+            name = payload.get("orig_name") if isinstance(payload, dict) else None
+            message = message.replace(source, str(name or Path(source).name))
+    return message
 
 
 def _in_examples(path: str) -> bool:

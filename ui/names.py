@@ -1,0 +1,42 @@
+"""The studio's components by name. Handlers take named inputs and return {name: value} dicts (a
+name they leave out keeps its value); the wiring turns names into components, so no handler
+depends on the position of an output."""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+
+class Components(dict):
+    """name -> Gradio component, with list and dict views for event wiring."""
+
+    def __call__(self, *names: str) -> list:
+        """The components of `names`, in that order (an event's inputs or outputs)."""
+        return [self[n] for n in names]
+
+    def kwargs(self, **params: str) -> dict:
+        """{handler parameter: component} from {parameter: component name}."""
+        return {p: self[n] for p, n in params.items()}
+
+    def named(self, fn: Callable) -> Callable:
+        """fn (plain or generator) with its {name: value} results keyed by component."""
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen_wrapper(*args, **kwargs):
+                for out in fn(*args, **kwargs):
+                    yield self._keyed(out)
+            return gen_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return self._keyed(fn(*args, **kwargs))
+        return wrapper
+
+    def _keyed(self, out: Any) -> Any:
+        if not isinstance(out, dict):
+            return out
+        unknown = sorted(n for n in out if n not in self)
+        if unknown:
+            raise KeyError(f"handler returned unknown component name(s) {unknown}")
+        return {self[n]: v for n, v in out.items()}
