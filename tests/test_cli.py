@@ -208,3 +208,18 @@ def test_render_reads_a_timeline_file(tmp_path):
         ("a photo", "coffee", "dark")
     assert second["seed"] == 7 and first["seed"] == 0
     assert main(["render", A, "--timeline", str(tmp_path / "t.json"), "--out", str(out), *TINY]) == 2
+
+
+def test_render_takes_the_endpoint_attention_flags(tmp_path):
+    out = tmp_path / "attention"
+    assert main(["render", A, B, "--frames", "3", "--out", str(out), *TINY, "--attention", "extend",
+                 "--attention-strength", "0.5", "--attention-share", "0.5",
+                 "--attention-blocks", "up"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    s = summary["settings"]
+    assert (s["attention"], s["attention_strength"], s["attention_share"],
+            s["attention_blocks"]) == ("extend", 0.5, 0.5, "up")
+    # By hand: 3 frames -> one frame at DDIM index int(10 x 0.55) = 5: 6 steps x 2 candidates x 2
+    # (CFG) = 24 rows, plus 2 endpoint rows x 2 (CFG) for ceil(0.5 x 6) = 3 injected steps = 12
+    assert summary["analytic_minimum"]["endpoint_rows"] == 12
+    assert summary["model_calls"]["rows"]["unet"] == 24 + 12 == summary["analytic_minimum"]["unet_rows"]

@@ -66,6 +66,12 @@ def test_make_variants_labels_and_validation():
         make_variants(["warp"])
     with pytest.raises(ValueError, match="candidates"):
         make_variants(["method"], [-1])
+    modes = make_variants(["method", "did"], [1], ["off", "interpolate", "extend"])
+    assert [v.label for v in modes] == ["method attn=off", "method attn=interpolate",
+                                        "method attn=extend", "did"]
+    assert [v.attention for v in modes] == ["off", "interpolate", "extend", None]
+    with pytest.raises(ValueError):
+        make_variants(["method"], [1], ["sideways"])
 
 
 def test_folder_pairs_names_and_prompts(tmp_path):
@@ -229,3 +235,15 @@ def test_ranking_gain_compares_the_pick_with_its_candidates():
     assert "bright_gain" not in ev.table()["K=1"]
     from interp.eval.report import markdown_table
     assert "bright gain of CLIP pick" in markdown_table(ev)
+
+
+def test_cli_eval_compares_attention_modes_as_variants(tmp_path, capsys):
+    from interp.cli.main import main
+    assert main(["eval", "--model", "tiny", "--toy-pairs", "1", "--frames", "3", "--steps", "6",
+                 "--schemes", "method", "--attention", "off,extend", "--store", "none",
+                 "--out", str(tmp_path)]) == 0
+    assert "| method attn=off |" in capsys.readouterr().out
+    runs = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
+    # By hand: one frame at DDIM index int(6 x 0.55) = 3: 4 steps x 1 candidate x 2 (CFG) = 8 rows;
+    # extend adds 2 endpoint rows x 2 (CFG) for each of the 4 steps (share 1): 16 more
+    assert (runs["method attn=off"]["unet_rows"], runs["method attn=extend"]["unet_rows"]) == (8, 24)

@@ -288,6 +288,8 @@ def test_tensor_conversion_rejects():
     (3000, 2000, 512, (576, 384)),      # 3:2 at about 512^2 (the SD 1.x bucket)
     (900, 1600, 512, (384, 704)),       # 9:16
     (3000, 2000, 768, (960, 640)),      # SD 2.x-768
+    (900, 1600, 768, (576, 1024)),      # 9:16 at 768^2: exactly 589824 px and the aspect
+    (3000, 2000, 1024, (1280, 832)),    # 3:2 at 1024^2 (1216 x 832 is off by 2.6% in aspect)
     (900, 1600, 1024, (768, 1344)),     # SDXL's 9:16 bucket
     (2000, 2000, 1024, (1024, 1024)),
 ])
@@ -306,3 +308,19 @@ def test_working_size_order_exact_then_long_side_then_native():
     assert working_size(300, 200, Settings(), 512) == (576, 384)
     with pytest.raises(ValueError, match="both or neither"):
         Settings(width=128)
+
+
+@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sd21", "tiny-sdxl"])
+def test_non_square_inputs_render_at_their_aspect(model, photo_pair):
+    """3:2 and 9:16 inputs through a whole render: every frame at the working size of the first
+    input's aspect (long side 128: 128 x 85.3 -> 128 x 64 and 72 x 128 -> 64 x 128, multiples of 64)."""
+    from interp.models.load import load_bundle
+    from interp.render import Interpolator
+    engine = Interpolator(load_bundle(model))
+    settings = Settings(frames=3, num_inference_steps=4, candidates=1, size=128, prompt="a photo")
+    a, b = photo_pair
+    wide = a.resize((300, 200))
+    tall = a.resize((90, 160))
+    for first, size in ((wide, (128, 64)), (tall, (64, 128))):
+        result = engine.render(first, b, settings)
+        assert all(im.size == size for im in result.images)

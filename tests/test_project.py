@@ -140,3 +140,15 @@ def test_project_rejects_edits_of_keyframes_and_out_of_range_when_built(project)
         Project(project.timeline, SETTINGS, {0: FrameEdit(seed=1)})
     with pytest.raises(ValueError, match="keyframe"):
         Project(project.timeline, SETTINGS, {8: FrameEdit(seed=1)})
+
+
+def test_endpoint_attention_knobs_round_trip(tmp_path, project):
+    from interp.settings import AttentionBlocks, AttentionMode
+    settings = SETTINGS.replace(attention=AttentionMode.EXTEND, attention_strength=0.5,
+                                attention_share=0.25, attention_blocks=AttentionBlocks.UP)
+    loaded = load_project(save_project(Project(project.timeline, settings, project.edits,
+                                               project.export, model="tiny-sd15"), tmp_path / "a.json"))
+    assert (loaded.settings.attention, loaded.settings.attention_strength,
+            loaded.settings.attention_share, loaded.settings.attention_blocks) == (
+        AttentionMode.EXTEND, 0.5, 0.25, AttentionBlocks.UP)
+    assert loaded.settings == settings
