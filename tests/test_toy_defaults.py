@@ -80,18 +80,33 @@ def test_toy_examples_are_the_drawn_pairs():
 
 def test_app_on_toy_offers_shape_examples_and_toy_knobs(toy_bundle):
     from ui import layout
-    from ui.handlers import Studio
+    from ui.keyframes import examples
+    from ui.projects import Projects
+    from ui.sessions import Sessions
     from interp.render import Interpolator
-    from interp.forms import FORM_FIELDS
     from interp.store import FrameStore
-    rows = layout.example_rows("toy")
-    assert rows[0][2:] == [data.caption(s) for s in data.example_pairs()[0]]
-    assert all(Path(p).is_file() for row in rows for p in row[:2])
+    shown = examples("toy")
+    first = data.example_pairs()[0]
+    assert [text for _, text in shown[0][1]] == [data.caption(s) for s in first]
+    assert len(shown[-1][1]) == 3 and shown[-1][3] is True          # a looped 3-keyframe one
+    assert all(Path(p).is_file() for example in shown for p, _ in example[1])
     engine = Interpolator(toy_bundle, FrameStore(None), None)
     demo = layout.build_demo(engine)
     values = {c.get("props", {}).get("label"): c.get("props", {}).get("value")
               for c in demo.config["components"]}
-    assert values["Guidance scale"] == 3.0 and values["Size (long side, pixels)"] == 64
-    paper = dict(zip(FORM_FIELDS, Studio(engine).apply_preset("paper")))
+    assert values["Guidance scale"] == 3.0
+    assert values["Size (long side, pixels; 0 = the model's native size)"] == 64
+    paper = Projects(engine, Sessions()).apply_preset("paper")
     assert paper["num_inference_steps"] == 200
-    assert not isinstance(paper["guidance_scale"], (int, float))   # skipped: the toy keeps 3
+    assert "guidance_scale" not in paper                            # the toy keeps its 3
+
+
+def test_without_a_clip_scorer_a_preset_makes_one_candidate_unless_asked():
+    from interp.models.startup import settings_for
+    ranked, note = settings_for("balanced", "sd15", {}, scorer=object())
+    assert ranked.candidates == 3 and note is None                  # the balanced preset's 3
+    assert ranked.rank_positive == "high quality, detailed"         # ranked by default
+    alone, note = settings_for("balanced", "sd15", {}, scorer=None)
+    assert alone.candidates == 1 and "manual pick" in note and "no CLIP model" in note
+    kept, note = settings_for("balanced", "sd15", {"candidates": 3}, scorer=None)
+    assert kept.candidates == 3 and note is None                    # asked for: kept to pick by hand
