@@ -23,6 +23,7 @@ from typing import Collection, Mapping, Optional
 
 from interp import limits
 from interp.attention import injected_steps
+from interp.images import working_size
 from interp.plan import Plan, fraction_to_index, make_plan
 from interp.sampling import cfg_factor
 from interp.settings import AttentionMode, FrameEdit, Scheme, Settings, candidates_for_level
@@ -122,14 +123,14 @@ def timeline_rows(timeline: Timeline, settings: Settings, fps: float = 10.0,
                   edits: Optional[Mapping[int, FrameEdit]] = None,
                   frames: Optional[Collection[int]] = None, max_batch: Optional[int] = None,
                   invert: bool = True) -> Rows:
-    """Rows of a timeline render: each segment's, with `edits` and `frames` in global numbers; each
-    keyframe is encoded once (a segment_rows counts its two)."""
+    """Rows of a timeline render: each segment's, with `edits` and `frames` in global numbers (a
+    segment with none of `frames` inverts nothing); each keyframe is encoded once."""
     where = layout(timeline, settings, fps)
     total = Rows(vae_encode=len(timeline.keyframes))
     for s in range(len(timeline.pairs)):
         local_edits, local_frames = _localise(where, s, edits or {}, frames)
         seg = segment_rows(segment_settings(timeline, settings, s, fps), local_edits, local_frames,
-                           max_batch, invert)
+                           max_batch, invert and local_frames != set())
         total = total + dataclasses.replace(seg, vae_encode=seg.vae_encode - 2)
     return total
 
@@ -234,6 +235,19 @@ def estimate_budget(rows: Rows, family: str, width: int, height: int, settings: 
                    f"{cap} s this Space allows per request. Lower "
                    f"{_what_to_lower(rows, family, width, height, settings)} to fit.")
     return GpuBudget(rows, seconds, cap, problem)
+
+
+def request_budget(engine, timeline: Timeline, settings: Settings, fps: float = 10.0, *,
+                   edits: Optional[Mapping[int, FrameEdit]] = None,
+                   frames: Optional[Collection[int]] = None, invert: bool = True,
+                   cap: Optional[int] = None) -> GpuBudget:
+    """The GpuBudget of rendering `timeline` on an Interpolator: its model family, its batch size
+    and the working size of the first keyframe (timeline_rows, then estimate_budget)."""
+    bundle = engine.bundle
+    first = timeline.keyframes[0].image
+    width, height = working_size(first.width, first.height, settings, bundle.native_size)
+    rows = timeline_rows(timeline, settings, fps, edits, frames, engine.max_batch, invert)
+    return estimate_budget(rows, bundle.family, width, height, settings, cap)
 
 
 def _what_to_lower(rows: Rows, family: str, width: int, height: int, settings: Settings) -> str:

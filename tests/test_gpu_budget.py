@@ -70,6 +70,8 @@ def test_timeline_rows_and_frames_to_redo():
     assert frames_to_redo(three, SMALL, 2) == {1, 2, 3}
     assert frames_to_redo(three, SMALL, 2, itself=False) == {1, 3}
     assert timeline_rows(three, SMALL, frames={5}) == Rows(unet=24, vae_decode=2, vae_encode=3)
+    inverted = timeline_rows(three, SMALL.replace(invert_steps=4), frames={5})  # segment 1's only
+    assert (inverted.inversion, inverted.vae_encode) == (16, 3 + 8)
     assert timeline_rows(three, SMALL, edits={5: FrameEdit(noise=0.8)}).unet == 56 + 2 * 2 * 9
     looped = Timeline(_keyframes(3), (Segment(frames=5), Segment(frames=3), Segment(frames=3)), True)
     assert timeline_rows(looped, SMALL) == Rows(unet=56 + 24 + 24, vae_decode=10, vae_encode=3)
@@ -185,3 +187,14 @@ def test_the_counts_are_what_a_tiny_timeline_runs(photo_pair):
     settings = SMALL.replace(size=64, invert_steps=1, invert_lr=0.1)
     result = render_timeline(Interpolator(load_bundle("tiny-sd15")), timeline, settings)
     assert _measured(result.counts) == _predicted(timeline_rows(timeline, settings))
+
+
+def test_request_budget_reads_the_engine_and_the_first_keyframe(photo_pair):
+    from interp.models.load import load_bundle
+    from interp.render import Interpolator
+    engine = Interpolator(load_bundle("tiny-sd15"))
+    a, b = photo_pair
+    timeline = Timeline([Keyframe(a.resize((300, 200))), Keyframe(b)], (Segment(frames=5),))
+    budget = estimate_budget(segment_rows(SMALL), "sd", 128, 64, SMALL)   # long side 128 of 3:2
+    assert gb.request_budget(engine, timeline, SMALL.replace(size=128)) == budget
+    assert budget.seconds == pytest.approx(10 + 1.25 * (56 * 0.025 + 6 * 0.06 + 2 * 0.04) / 32)
