@@ -29,7 +29,6 @@ from interp.sampling import cfg_factor
 from interp.settings import AttentionMode, FrameEdit, Scheme, Settings, candidates_for_level
 from interp.timeline import Layout, Timeline, layout, segment_settings
 
-ZEROGPU_DEFAULT_S = 60   # spaces.GPU without a duration (hub docs, "Duration Management")
 INVERSION_FACTOR = 3.0   # an inversion row is a forward and a backward pass (~2 forwards)
 MARGIN = 1.25            # on the compute estimate, for what the figures do not model
 
