@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 from PIL import Image
 
+from interp import limits
+from interp.checks import check, is_int, real, whole
 from interp.images import load_image
 from interp.pose.keypoints import Pose
 from interp.settings import Curve, NoiseShape, Settings
@@ -76,6 +78,25 @@ class Segment:
         if self.curve_points is not None:
             object.__setattr__(self, "curve_points",
                                tuple(tuple(float(v) for v in p) for p in self.curve_points))
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """The overrides that are set, within the bounds Settings has for them."""
+        if self.frames is not None:
+            whole("frames", self.frames, 3, limits.current().frames, "frames",
+                  " (both keyframes included)")
+        for name in ("noise_min", "noise_max", "curve_alpha", "curve_beta"):
+            value = getattr(self, name)
+            if value is not None:
+                real(name, value)
+                check(value > 0 and (value < 1 or name.startswith("curve")), name, value,
+                      "a fraction in (0, 1)" if name.startswith("noise") else "a number > 0")
+        if self.noise_min is not None and self.noise_max is not None:
+            check(self.noise_min <= self.noise_max, "noise_min/noise_max",
+                  (self.noise_min, self.noise_max), "noise_min <= noise_max")
+        if self.seed is not None:
+            check(is_int(self.seed) and 0 <= self.seed < 2**63, "seed", self.seed,
+                  "an integer in [0, 2^63)")
 
     def to_dict(self) -> dict:
         """The fields that are set, JSON-ready."""

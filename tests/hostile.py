@@ -1,10 +1,9 @@
-"""Helpers of the hostile-input tests: an in-process studio on the tiny model, raw HTTP calls as
-the browser makes them (upload, queue join + event stream), and a record of the files the
-process opens (Python's audit hook), so a test can prove that a secret file was never read."""
+"""Helpers of the hostile-input tests: raw HTTP calls as the browser makes them (upload, queue
+join + event stream) and a record of the files the process opens (Python's audit hook), so a test
+can prove that a secret file was never read. The studio itself comes from tests/studio.py."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import uuid
@@ -13,36 +12,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import httpx
+import numpy as np
+import pytest
+from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "assets" / "examples"
+from studio import start_studio
+from interp.settings import Settings
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_studio(settings) -> tuple:
-    """(demo, url) of the studio on the tiny model (memory-only frame store), launched here."""
-    from ui import layout
-    from interp.models.load import load_bundle
-    from interp.rank import build_tiny_clip
-    from interp.render import Interpolator
-    from interp.store import FrameStore
-    bundle = load_bundle("tiny")
-    engine = Interpolator(bundle, FrameStore(), build_tiny_clip(counter=bundle.counter))
-    demo = layout.build_demo(engine, "running on the tiny test model", settings)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **layout.launch_options())
-    return demo, f"http://127.0.0.1:{port}/"
-
-
-def connect(url: str):
-    """A gradio_client Client: its own session; files come back as FileData dicts."""
-    from gradio_client import Client
-    return Client(url, verbose=False, download_files=False, analytics_enabled=False)
+TINY = Settings(frames=3, num_inference_steps=4, size=64, candidates=1, prompt="a photo")
 
 
 def alive(url: str) -> bool:
@@ -154,3 +131,41 @@ class OpenLog:
             paths = list(self.paths)
         return [p for p in paths if folder in Path(p).resolve().parents
                 or Path(p).resolve() == folder]
+
+
+# -- the fixtures of the hostile tests (imported by each test module) ----------------------------
+
+@pytest.fixture(scope="module")
+def studio():
+    demo, url = start_studio(TINY)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def raw(studio):
+    return Raw(studio)
+
+
+@pytest.fixture(scope="module")
+def secret(tmp_path_factory):
+    """A folder the app must never read: a distinctive image, a text, an empty file, a folder."""
+    folder = tmp_path_factory.mktemp("secret")
+    pixels = np.random.default_rng(11).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "secret.png")
+    (folder / "secret.txt").write_text("SECRET-7f3a9 do not serve")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "inner").mkdir()
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def guard(studio, secret):
+    """After each test: the server answers, and nothing in the secret folder was opened."""
+    log = OpenLog.shared()
+    log.paths.clear()
+    log.recording = True
+    yield
+    log.recording = False
+    assert alive(studio)
+    assert log.under(secret) == []

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hostile import EXAMPLES, alive, connect, start_studio
+from hostile import alive
+from studio import add, by_name, connect, start_studio
 from interp.exports import SESSION_PREFIX, remove_session_dirs
 from interp.settings import Settings
 from interp.video import read_video_frames
@@ -50,18 +51,18 @@ def work(client, frames: int, seed: int, folder: Path, out: dict) -> None:
 
 def steps(client, frames: int, seed: int, folder: Path, out: dict) -> None:
     """Render; then render again while two exports run at once; check every video."""
-    from gradio_client import handle_file
-    files = dict(image_a=handle_file(str(EXAMPLES / "astronaut.jpg")),
-                 image_b=handle_file(str(EXAMPLES / "coffee.jpg")))
-    first = client.predict(**files, frames=frames, seed=seed, api_name="/interpolate")
-    second = client.submit(**files, frames=frames, seed=seed + 100, api_name="/interpolate")
+    from ui.handlers import RENDER
+    add(client, "astronaut.jpg", "coffee.jpg")
+    first = by_name(RENDER, client.predict(frames=frames, seed=seed, api_name="/interpolate"))
+    second = client.submit(frames=frames, seed=seed + 100, api_name="/interpolate")
     exports = [client.submit(api_name="/export") for _ in range(2)]      # a double click
-    done = [first, second.result(timeout=300)] + [e.result(timeout=300) for e in exports]
+    done = [first, by_name(RENDER, second.result(timeout=300))]
+    files = [by_name(("video", "mp4", "gif", "zip", "project"), e.result(timeout=300))
+             for e in exports]
     out[seed] = dict(
-        status=[d[1] for d in done[:2]],
-        videos=[video_frames(d[4], folder) for d in done[:2]] + [video_frames(e[1], folder)
-                                                               for e in done[2:]],
-        seeds=[d[7]["frames"][1]["seeds"] for d in done[:2]])
+        status=[d["status"] for d in done],
+        videos=[video_frames(d["mp4"], folder) for d in done + files],
+        seeds=[d["details"]["frames"][1]["seeds"] for d in done])
 
 
 def test_four_sessions_render_and_export_at_once_and_their_folders_go(studio, tmp_path):

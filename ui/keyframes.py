@@ -65,8 +65,11 @@ class KeyframeRow:
                 request: gr.Request = None) -> dict:
         """Replace the keyframes by an example's (with their prompts and loop)."""
         found = [e for e in self.examples if e[0] == example]
+        if example in ("", None):
+            return {}                        # the dropdown's "Load an example…"
         if not found:
-            return {}
+            raise InputError(f"example={str(example)[:60]!r} is not one of "
+                             f"{[e[0] for e in self.examples]}")
         session = self.sessions.get(session, request)
         _, keys, prompt, loop = found[0]
         session.slots, session.loop = [], loop

@@ -9,8 +9,6 @@ path holds a keyed hash of the file's bytes, so knowing it means having the file
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import threading
 import weakref
 from pathlib import Path
@@ -19,7 +17,6 @@ from typing import Any, Optional
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
 
-from interp import limits
 from interp.errors import InputError
 from interp.session import Session
 from interp.timeline import keyframe_name
@@ -96,17 +93,12 @@ class Sessions:
         if isinstance(source, str):
             session.uploads.add(source)
 
-    def image_source(self, session: Session, payload: Any, label: str) -> Any:
-        """A path this session may open, the bytes of a data: URL, or None (no file)."""
+    def image_source(self, session: Session, payload: Any, label: str) -> Optional[str]:
+        """A path this session may open, or None (no file). Gradio's file widgets refuse paths
+        nobody uploaded before this is called; this is the rule of our own, said once."""
         if payload is None:
             return None
-        if not isinstance(payload, dict):
-            raise InputError(REFUSED.format(label=label))
-        path, url = payload.get("path"), payload.get("url")
-        if path is None and isinstance(url, str) and url.startswith("data:"):
-            return data_url_bytes(url, label)
-        if path is None and url is None:
-            return None
+        path = payload.get("path") if isinstance(payload, dict) else None
         if isinstance(path, str) and self.may_open(session, path):
             return path
         raise InputError(REFUSED.format(label=label))
@@ -139,24 +131,3 @@ def _with_names(message: str, pairs: list) -> str:
 def _in_examples(path: str) -> bool:
     """A file of assets/examples (resolved, so '..' and symlinks cannot lead out of it)."""
     return is_in_or_equal(path, EXAMPLES) and Path(path).resolve().is_file()
-
-
-def data_url_bytes(url: str, name: str) -> bytes:
-    """The bytes of a base64 data: URL, at most limits.upload_mb; InputError naming the problem."""
-    header, comma, data = url.partition(",")
-    if not comma:
-        raise InputError(f"{name}: the data: URL has no comma; expected "
-                         "data:image/png;base64,<base64 data>")
-    if not header.endswith(";base64"):
-        raise InputError(f"{name}: the data: URL is not base64; expected "
-                         "data:image/png;base64,<base64 data>")
-    lim = limits.current()
-    size = len(data) * 3 // 4
-    if size > lim.upload_bytes:
-        raise InputError(f"{name}: the data: URL holds about {size / 2**20:.0f} MB, over this "
-                         f"server's limit of {lim.upload_mb} MB (set by "
-                         f"{limits.env_name('upload_mb')}): use a smaller image")
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError(f"{name}: the data: URL is not valid base64") from None

@@ -67,20 +67,23 @@ def _keyframes(c: Components, h) -> None:
                   "load_example")
     picked = _on(c, c["keyframes"].select, row.select, ("state",), (*BOARD, "side"),
                  "keyframe_select", private=True)
-    chosen = _on(c, c["kf"].input, row.choose, ("state", "kf"), BOARD, "select_keyframe")
+    raw = dict(preprocess=False)      # the handlers check the raw values and name the problem
+    chosen = _on(c, c["kf"].input, row.choose, ("state", "kf"), BOARD, "select_keyframe", **raw)
     earlier = _on(c, c["kf_earlier"].click, row.move, ("state", "kf", "minus"), BOARD,
-                  "move_keyframe_earlier")
+                  "move_keyframe_earlier", **raw)
     later = _on(c, c["kf_later"].click, row.move, ("state", "kf", "plus"), BOARD,
-                "move_keyframe_later")
-    removed = _on(c, c["kf_remove"].click, row.remove, ("state", "kf"), BOARD, "remove_keyframe")
+                "move_keyframe_later", **raw)
+    removed = _on(c, c["kf_remove"].click, row.remove, ("state", "kf"), BOARD, "remove_keyframe",
+                  **raw)
     replaced = _on(c, c["kf_replace"].upload, row.replace, ("state", "kf", "kf_replace"), BOARD,
                    "replace_keyframe", preprocess=False)
-    looped = _on(c, c["loop"].input, row.set_loop, ("state", "loop", "kf"), BOARD, "set_loop")
+    looped = _on(c, c["loop"].input, row.set_loop, ("state", "loop", "kf"), BOARD, "set_loop",
+                 **raw)
     edit = dict(kwargs={"prompt": "kf_prompt", "negative_prompt": "kf_negative_prompt",
                         **{p: f"seg_{p}" for p in SEGMENT_PARAMS}})
     edits = [_on(c, c[n].input, row.edit, ("state", "kf"), ("keyframes",),
                  "edit_keyframe" if n == "kf_prompt" else None, private=n != "kf_prompt",
-                 trigger_mode="always_last", **edit)
+                 trigger_mode="always_last", preprocess=False, **edit)
              for n in ("kf_prompt", "kf_negative_prompt", *SEGMENT)]
     for event in (added, example, picked, chosen, earlier, later, removed, replaced, looped,
                   *edits):
