@@ -47,11 +47,11 @@ CSS = """
 #interp-keyframes .grid-container, #interp-strip .grid-container { grid-auto-flow: column;
   grid-template-columns: none !important; grid-auto-columns: var(--thumb); overflow-x: auto;
   grid-template-rows: var(--thumb); }
-#interp-keyframes { --thumb: 104px; }
+#interp-keyframes { --thumb: 120px; }
 #interp-strip { --thumb: 104px; }
 #interp-main, #interp-side { gap: 10px; }
-#interp-toolbar button { height: 40px; white-space: nowrap; padding-left: 8px;
-  padding-right: 8px; }
+#interp-run-bar button, #interp-board-bar button { white-space: nowrap; }
+#interp-board-bar { align-items: center; }
 #interp-keyframes .caption-label, #interp-strip .caption-label,
 #interp-candidates .caption-label { font-size: 0.72rem; }
 #interp-candidates .grid-wrap { max-height: 260px; }
@@ -120,30 +120,31 @@ def initial_settings(name: str, model: str) -> Settings:
 
 def _main(c: Components, v: dict, examples: list) -> None:
     c["keyframes"] = gr.Gallery(label="Keyframes (click one to edit it)", columns=8, rows=1,
-                                height=136, allow_preview=False, object_fit="cover",
+                                height=150, allow_preview=False, object_fit="cover",
                                 elem_id="interp-keyframes")
+    with gr.Row(equal_height=True, elem_id="interp-board-bar"):
+        c["add"] = gr.UploadButton("Add images", file_count="multiple", file_types=["image"],
+                                   elem_id="interp-add", min_width=120, scale=0, size="md")
+        c["example"] = gr.Dropdown([("Load an example…", "")] + [(x[0], x[0]) for x in examples],
+                                   value="", show_label=False, container=False, scale=1,
+                                   min_width=200, elem_id="interp-example")
+        c["loop"] = gr.Checkbox(False, label="Loop (last → first)", elem_id="interp-loop",
+                                container=False, min_width=150, scale=0)
     c["timeline"] = gr.HTML(timeline_svg(None, None, None, None), elem_id="interp-timeline",
                             apply_default_css=False)
     with gr.Row(equal_height=True):
         c.update(text_knobs(v))
-    with gr.Row(equal_height=True, elem_id="interp-toolbar"):
-        c["add"] = gr.UploadButton("Add images", file_count="multiple", file_types=["image"],
-                                   elem_id="interp-add", min_width=110, scale=1)
-        c["example"] = gr.Dropdown([("Load an example…", "")] + [(x[0], x[0]) for x in examples],
-                                   value="", show_label=False, container=False, scale=2,
-                                   min_width=150, elem_id="interp-example")
-        c["loop"] = gr.Checkbox(False, label="Loop", elem_id="interp-loop", container=False,
-                                min_width=70, scale=0)
+    with gr.Row(equal_height=True, elem_id="interp-run-bar"):
         c["run"] = gr.Button("Interpolate", variant="primary", elem_id="interp-run", scale=2,
-                             min_width=110)
+                             min_width=120)
         c["stop"] = gr.Button("Cancel", variant="stop", elem_id="interp-cancel", scale=1,
-                              min_width=80)
-        c["pace"] = gr.Button("Even pacing", elem_id="interp-pace", scale=1, min_width=100)
-    with gr.Row(equal_height=True):
-        c["status"] = gr.Markdown("", elem_id="interp-status")
-        c["progress"] = gr.HTML("", elem_id="interp-progress", apply_default_css=False)
+                              min_width=90)
+        c["pace"] = gr.Button("Even out pacing", elem_id="interp-pace", scale=1, min_width=140)
+        c["progress"] = gr.HTML("", elem_id="interp-progress", apply_default_css=False, scale=2,
+                                min_width=160)
+    c["status"] = gr.Markdown("", elem_id="interp-status")
     c["strip"] = gr.Gallery(label="Frames of the whole timeline (click one to open it)",
-                            columns=12, rows=1, height=150, allow_preview=False,
+                            columns=12, rows=1, height=136, allow_preview=False,
                             object_fit="contain", elem_id="interp-strip")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import gradio as gr
 
 
 class Components(dict):
@@ -19,23 +21,26 @@ class Components(dict):
         """{handler parameter: component} from {parameter: component name}."""
         return {p: self[n] for p, n in params.items()}
 
-    def named(self, fn: Callable) -> Callable:
-        """fn (plain or generator) with its {name: value} results keyed by component."""
+    def named(self, fn: Callable, outputs: Sequence[str] = ()) -> Callable:
+        """fn (plain or generator) with its {name: value} results keyed by component; an
+        empty dict leaves every one of `outputs` as it is."""
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def gen_wrapper(*args, **kwargs):
                 for out in fn(*args, **kwargs):
-                    yield self._keyed(out)
+                    yield self._keyed(out, outputs)
             return gen_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            return self._keyed(fn(*args, **kwargs))
+            return self._keyed(fn(*args, **kwargs), outputs)
         return wrapper
 
-    def _keyed(self, out: Any) -> Any:
+    def _keyed(self, out: Any, outputs: Sequence[str]) -> Any:
         if not isinstance(out, dict):
             return out
+        if not out:
+            return tuple(gr.skip() for _ in outputs) if len(outputs) != 1 else gr.skip()
         unknown = sorted(n for n in out if n not in self)
         if unknown:
             raise KeyError(f"handler returned unknown component name(s) {unknown}")

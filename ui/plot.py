@@ -77,7 +77,7 @@ def plan_error(message: str) -> str:
     return f'<div class="plan-error">Cannot plan these settings: {escape(message)}</div>'
 
 
-TW, TH = 860, 74                       # the timeline's SVG user units
+TW, TH = 760, 70                       # the timeline's SVG user units
 T_LEFT, T_RIGHT, T_BAR = 14, 14, 40    # margins; the segment bars' top
 SEGMENT_COLOURS = ("#6366f1", "#ec4899")
 
@@ -114,7 +114,7 @@ def timeline_svg(where, fps, size, selected) -> str:
     head = (f'{" → ".join(names + ([names[0]] if where.loop else []))} · {where.total} frames · '
             f'{seconds:.1f} s at {fps:g} fps · working size {size[0]} × {size[1]}')
     return (f'<svg class="timeline-plot" viewBox="0 0 {TW} {TH}" xmlns="http://www.w3.org/2000/svg"'
-            f' role="img" aria-label="timeline"><style>.timeline-plot text{{font:12px sans-serif;'
+            f' role="img" aria-label="timeline"><style>.timeline-plot text{{font:13px sans-serif;'
             f'fill:currentColor}}.timeline-plot .keyframe circle{{fill:#111827;stroke:#fff;'
             f'stroke-width:1.5}}.timeline-plot .keyframe.selected circle{{fill:#f59e0b}}'
             f'.timeline-plot .letter{{fill:#fff;font-weight:700;font-size:11px}}</style>'

@@ -115,9 +115,8 @@ class PoseSide:
 
     def follow(self, session: Optional[Session], target: str = "frame", keyframe: Any = None,
                frame: Any = None, **knobs) -> dict:
-        """A frame or keyframe was opened: show its pose when the editor is on it."""
-        if session is None or (target == "frame" and frame is None) or (
-                target == "keyframe" and (keyframe is None or not session.slots)):
+        """A frame was opened: show its pose when the editor is on "Selected frame"."""
+        if session is None or target != "frame" or frame is None:
             return {}
         return self.load(session, target, keyframe, frame, **knobs)
 

@@ -38,7 +38,7 @@ def _on(c: Components, trigger, fn, inputs=(), outputs=(), api=None, private=Fal
     """trigger(fn) with inputs/outputs given by name (kwargs: {param: name} in `kwargs`)."""
     kwargs = extra.pop("kwargs", None)
     options = {**LIGHT, **extra}
-    return trigger(c.named(errors(fn)), c(*inputs), c(*outputs),
+    return trigger(c.named(errors(fn), outputs), c(*inputs), c(*outputs),
                    inputs_kwargs=c.kwargs(**kwargs) if kwargs else None, api_name=api,
                    api_visibility="private" if private else "public", **options)
 
@@ -46,7 +46,7 @@ def _on(c: Components, trigger, fn, inputs=(), outputs=(), api=None, private=Fal
 def _then(c: Components, event, fn, inputs=(), outputs=(), kwargs=None, how="then", **extra):
     """A step chained after `event` (not an API endpoint of its own)."""
     options = {**LIGHT, **extra}
-    return getattr(event, how)(c.named(errors(fn)), c(*inputs), c(*outputs),
+    return getattr(event, how)(c.named(errors(fn), outputs), c(*inputs), c(*outputs),
                                inputs_kwargs=c.kwargs(**kwargs) if kwargs else None,
                                api_visibility="private", **options)
 
@@ -88,18 +88,17 @@ def _keyframes(c: Components, h) -> None:
     for event in (added, example, picked, chosen, earlier, later, removed, replaced, looped,
                   *edits):
         _timeline_then(c, h, event)
-    for event in (picked, chosen):
-        _then(c, event, h.poses.follow, ("state", "target", "kf", "frame_no"),
-              ("state", "editor", "pose_json"), {n: n for n in POSE_KNOBS}, preprocess=False)
 
 
 def _knobs(demo, c: Components, h) -> None:
     """The plot follows the schedule knobs, the timeline the lengths; presets fill knobs."""
     schedule = {n: n for n in SCHEDULE}
-    gr.on([demo.load] + [c[n].change for n in SCHEDULE], c.named(h.projects.plan),
+    gr.on([demo.load] + [c[n].change for n in SCHEDULE], c.named(h.projects.plan, ("plot",
+                                                                               "plan_json")),
           outputs=c("plot", "plan_json"), inputs_kwargs=c.kwargs(**schedule), preprocess=False,
           api_name="plan", **LIGHT)
-    gr.on([c[n].change for n in ("frames", "fps", *SIZES)], c.named(errors(h.row.timeline)),
+    gr.on([c[n].change for n in ("frames", "fps", *SIZES)],
+          c.named(errors(h.row.timeline), ("timeline",)),
           c("state", "fps", "kf"), c("timeline"),
           inputs_kwargs=c.kwargs(**{n: n for n in ("frames", *SIZES)}), api_name="timeline",
           **LIGHT)
