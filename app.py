@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_loader_flags(p)
     p.add_argument("--clip-model", default=None,
                    help="open_clip NAME:PRETRAINED, 'tiny' or 'toy' (default: the toy model's own "
-                        "CLIP on toy, else ViT-B-32)")
+                        "CLIP on toy, else the paper's ViT-L-14)")
     add_store_flags(p)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="initial knob values (default: balanced on a GPU, draft otherwise)")
@@ -82,6 +82,9 @@ def check_start(args: argparse.Namespace) -> None:
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from ui.zerogpu import on_zero_gpu
+    if on_zero_gpu():
+        import spaces  # noqa: F401  (before torch touches CUDA: ZeroGPU patches it)
     args = parse_args(argv)
     check_start(args)
     engine, note = load_engine(args)

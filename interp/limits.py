@@ -1,7 +1,7 @@
 """Every bound on a number a user can send: one frozen dataclass, lowered by an operator through
 environment variables (INTERP_MAX_FRAMES=33, ...), never raised past the built-in ceiling.
 
-The library enforces these (Settings, Export, FrameEdit, Pose, projects, data: URLs), so the CLI,
+The library enforces these (Settings, Export, FrameEdit, Segment, Pose, projects), so the CLI,
 the API and the studio agree; the studio's sliders take their maxima from here too.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Limits:
     prompt_chars: int = 2000   # per prompt; CLIP reads 77 tokens (~300 characters), the rest is cut
     curve_points: int = 129    # custom curve control points: one per frame at most
     edits: int = 127           # per-frame overrides: one per in-between frame at most
-    upload_mb: int = 50        # an upload, data: URL or project file in MB (the upload limit so far)
+    upload_mb: int = 50        # an upload or project file in MB (the upload limit so far)
     gpu_seconds: int = 300     # GPU time one studio request may ask for: ZeroGPU's per-call maximum
 
     def __post_init__(self) -> None:

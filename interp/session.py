@@ -9,13 +9,11 @@ and can cancel between steps.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from typing import Any, Iterator, Optional
 
 from interp import limits
 from interp.edits import regenerate, select
-from interp.errors import Cancelled, InputError
+from interp.errors import InputError
 from interp.events import CancelToken, Done, FrameReady, PlanReady
 from interp.exports import ExportFolder
 from interp.images import shrink_to
@@ -24,11 +22,11 @@ from interp.project import Project
 from interp.settings import Export, FrameEdit, Settings
 from interp.sequence import prepare_keyframes
 from interp.storyboard import Slot, Storyboard, pose_or_empty
+from interp.streaming import Runner, local_runner
 from interp.timeline import Timeline, layout
 
 log = logging.getLogger(__name__)
 
-_END = object()
 
 
 class Session(Storyboard):
@@ -69,9 +67,11 @@ class Session(Storyboard):
         return interpolate_pose(pa, pb, self.frame(frame).position), note or note_b
 
     # -- rendering -------------------------------------------------------------------------------
-    def stream(self, engine, settings: Optional[Settings] = None) -> Iterator[Any]:
-        """Start rendering in a worker thread now; iterate the result for its events as they
-        come. cancel() works from this call on; a cancel keeps the finished frames."""
+    def stream(self, engine, settings: Optional[Settings] = None,
+               runner: Optional[Runner] = None) -> Iterator[Any]:
+        """Start rendering now (runner: interp.streaming; default: a worker thread here);
+        iterate the result for its events as they come. cancel() works from this call on; a
+        cancel keeps the finished frames."""
         settings = settings or self.settings
         if settings is None:
             raise InputError("nothing rendered yet: press Interpolate first")
@@ -80,11 +80,9 @@ class Session(Storyboard):
         self.settings, self.result, self.cancelled, self.pacing = settings, None, False, None
         self._pairs, self._timeline = self._pair_ids(), timeline
         token = self._token = CancelToken()
-        events: queue.Queue = queue.Queue()
-        worker = threading.Thread(target=self._work, daemon=True, name="interp-render",
-                                  args=(engine, timeline, settings, segment_edits, token, events))
-        worker.start()
-        return self._drain(worker, token, events)
+        events = (runner or local_runner(engine))(timeline, settings, segment_edits,
+                                                  self.export.fps, token)
+        return self._drain(events, token)
 
     def _segment_edits(self, timeline: Timeline, settings: Settings) -> list:
         """One {local frame: FrameEdit} per segment; a segment whose frame count changed since
@@ -102,7 +100,8 @@ class Session(Storyboard):
             out.append(mine)
         return out
 
-    def respace(self, engine, keep_counts: bool = False, distance=None) -> Iterator[Any]:
+    def respace(self, engine, keep_counts: bool = False, distance=None,
+                runner: Optional[Runner] = None) -> Iterator[Any]:
         """Re-render the last complete sequence with frames where adjacent steps look equally
         large across the whole timeline (interp.pacing); keep_counts keeps each segment's count."""
         from interp.metrics import lab_distance
@@ -115,33 +114,21 @@ class Session(Storyboard):
         paced = respaced_timeline(result.timeline, before, keep_counts)
         for pair, segment in zip(self._pairs, paced.segments):
             self.segments[pair] = segment
-        events = self.stream(engine, result.settings)
+        events = self.stream(engine, result.settings, runner)
         self._pacing = (before, distance)
         return events
 
-    def _work(self, engine, timeline, settings, segment_edits, token, events) -> None:
-        from interp.sequence import render_timeline
+    def _drain(self, events: Iterator[Any], token: CancelToken) -> Iterator[Any]:
         try:
-            render_timeline(engine, timeline, settings, segment_edits=segment_edits,
-                            fps=self.export.fps, on_event=events.put, cancel=token)
-        except Cancelled:
-            self.cancelled = True
-        except BaseException as exc:  # handed to the consumer's thread and raised there
-            events.put(exc)
+            for event in events:
+                self._absorb(event)
+                yield event
         finally:
-            events.put(_END)
-
-    def _drain(self, worker: threading.Thread, token: CancelToken,
-               events: queue.Queue) -> Iterator[Any]:
-        try:
-            while (item := events.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                self._absorb(item)
-                yield item
-        finally:
-            token.cancel()  # a consumer that stops early (closed generator) stops the render
-            worker.join()
+            token.cancel()           # a consumer that stops early stops the render
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        self.cancelled = self.result is None   # the render ended without its Done event
 
     def _absorb(self, event: Any) -> None:
         if isinstance(event, PlanReady):

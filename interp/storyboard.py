@@ -102,6 +102,11 @@ class Storyboard:
                 return k
         raise InputError("that keyframe was removed: pick a keyframe again")
 
+    def starts_segment(self, k: int) -> bool:
+        """Whether keyframe k starts a segment (all but the last do; with loop, the last too)."""
+        count = len(self.slots)
+        return 0 <= k < count - 1 or (self.loop and count > 1 and k == count - 1)
+
     def segment(self, s: int) -> Segment:
         """Segment s's overrides (an empty Segment: all as the run)."""
         pairs = self._pair_ids()

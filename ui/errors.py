@@ -56,15 +56,6 @@ def errors(fn):
     return wrapper
 
 
-def gpu(fn):
-    """spaces.GPU on a Hugging Face ZeroGPU Space (when `spaces` is importable), else fn itself."""
-    try:
-        import spaces
-    except ImportError:
-        return fn
-    return spaces.GPU(fn)
-
-
 def need_render(session: Optional[Session]) -> Session:
     if session is None or session.settings is None:
         raise gr.Error("Nothing rendered yet: press Interpolate first.")

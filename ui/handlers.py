@@ -9,6 +9,7 @@ import gradio as gr
 
 from ui.errors import need_render, whole
 from ui.sessions import Sessions
+from ui.zerogpu import ZeroGpu, on_zero_gpu
 from interp.events import DenoiseStep, FrameReady, StageProgress
 from interp.forms import edit_from_form, settings_from_form
 from interp.session import Session
@@ -28,6 +29,14 @@ class Studio:
         self.sessions = sessions or Sessions()
         self.model = engine.bundle.identity
         self.needs = model_settings(engine.bundle.name)   # e.g. the toy model's size and guidance
+        self.zero = ZeroGpu(engine) if on_zero_gpu() else None   # a ZeroGPU Space's GPU calls
+
+    def _runner(self, session: Session, settings, frame: Optional[int] = None,
+                pin: bool = False, invert: bool = True):
+        """Where the render runs: here, or on ZeroGPU in its GPU worker (budget checked)."""
+        if self.zero is None:
+            return None
+        return self.zero.runner(session, settings, frame, pin, invert)
 
     def interpolate(self, session: Optional[Session], loop: Any = None, progress=gr.Progress(),
                     request: gr.Request = None, **knobs):
@@ -43,14 +52,19 @@ class Studio:
         for k, slot in enumerate(session.slots):
             warn_cut_prompts(tokenizer, slot.prompt, f"Keyframe {keyframe_name(k)}'s prompt",
                              slot.negative_prompt, f"Keyframe {keyframe_name(k)}'s negative prompt")
-        yield from self._render(session, progress, lambda: session.stream(self.engine, settings))
+        runner = self._runner(session, settings)
+        yield from self._render(session, progress,
+                                lambda: session.stream(self.engine, settings, runner))
 
     def use_candidate(self, session: Optional[Session], frame: Any, candidate: Any,
                       progress=gr.Progress(), request: gr.Request = None):
         """Pin a candidate of a frame and re-render (its descendants regenerate)."""
         session = need_render(self.sessions.get(session, request))
-        session.pin(whole(frame, "frame"), whole(candidate, "candidate"))
-        yield from self._render(session, progress, lambda: session.stream(self.engine))
+        index = whole(frame, "frame")
+        runner = self._runner(session, session.settings, index, pin=True)   # before the edit
+        session.pin(index, whole(candidate, "candidate"))
+        yield from self._render(session, progress,
+                                lambda: session.stream(self.engine, runner=runner))
 
     def regenerate_frame(self, session: Optional[Session], frame: Any, prompt: str = "",
                          negative_prompt: str = "", strength: float = 1.0, keyframe: bool = False,
@@ -61,16 +75,21 @@ class Studio:
         edit = edit_from_form(prompt, negative_prompt, strength, keyframe, seed, noise, pose)
         warn_cut_prompts(self.engine.bundle.tokenizer, edit.prompt, "Frame prompt",
                          edit.negative_prompt, "Frame negative prompt")
-        session.edit_frame(whole(frame, "frame"), edit)
-        yield from self._render(session, progress, lambda: session.stream(self.engine))
+        index = whole(frame, "frame")
+        runner = self._runner(session, session.settings, index)             # before the edit
+        session.edit_frame(index, edit)
+        yield from self._render(session, progress,
+                                lambda: session.stream(self.engine, runner=runner))
 
     def even_pacing(self, session: Optional[Session], keep_counts: bool = False,
                     progress=gr.Progress(), request: gr.Request = None):
         """Re-render the last sequence with frames moved so adjacent steps look equally large
         across the whole timeline (keep_counts: each segment keeps its number of frames)."""
         session = need_render(self.sessions.get(session, request))
+        runner = self._runner(session, session.settings, invert=False)
         yield from self._render(session, progress,
-                                lambda: session.respace(self.engine, bool(keep_counts)))
+                                lambda: session.respace(self.engine, bool(keep_counts), None,
+                                                        runner))
 
     def cancel(self, session: Optional[Session]) -> None:
         if session is not None:

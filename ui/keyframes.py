@@ -9,16 +9,16 @@ from typing import Any, Optional
 import gradio as gr
 
 from ui.errors import whole
+from ui.plot import plan_error, timeline_svg
 from ui.sessions import Sessions
 from interp.errors import InputError
 from interp.forms import form_from_segment, segment_from_form, settings_from_form
 from interp.images import working_size
 from interp.session import Session
 from interp.timeline import keyframe_name, layout
-from ui.plot import plan_error, timeline_svg
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
-THUMB = 256                         # pixels: the keyframe row's thumbnails
+THUMB, PREVIEW = 256, 512          # pixels: the keyframe row's thumbnails, the inspector's image
 SEGMENT = ("seg_frames", "seg_duration", "seg_curve", "seg_noise_min", "seg_noise_max", "seg_seed")
 INSPECTOR = ("kf", "kf_image", "kf_prompt", "kf_negative_prompt", "seg_title", *SEGMENT)
 BOARD = ("state", "keyframes", "loop", *INSPECTOR)
@@ -97,9 +97,8 @@ class KeyframeRow:
             return {}
         k = whole(keyframe, "keyframe")
         session.set_keyframe_text(k, prompt, negative_prompt)
-        if k < len(session.slots) - 1 or session.loop and len(session.slots) > 1:
-            s = k
-            session.set_segment(s, segment_from_form(session.segment(s), frames, duration, curve,
+        if session.starts_segment(k):
+            session.set_segment(k, segment_from_form(session.segment(k), frames, duration, curve,
                                                      noise_min, noise_max, seed))
         return {"keyframes": row(session, k)}
 
@@ -167,25 +166,28 @@ def board(session: Session, k: Optional[int]) -> dict:
     slot = session.slots[k]
     return {"state": session, "keyframes": row(session, k), "loop": session.loop,
             "kf": gr.Dropdown(choices=[(keyframe_name(i), i) for i in range(count)], value=k),
-            "kf_image": slot.image, "kf_prompt": slot.prompt or "",
+            "kf_image": thumbnail(slot.image, PREVIEW), "kf_prompt": slot.prompt or "",
             "kf_negative_prompt": slot.negative_prompt or "", **_segment(session, k)}
 
 
 def row(session: Session, selected: Optional[int] = None) -> Any:
     """The keyframe row: thumbnails captioned with their letter and prompt."""
-    items = []
-    for k, slot in enumerate(session.slots):
-        thumb = slot.image.copy()
-        thumb.thumbnail((THUMB, THUMB))
-        text = f" · {slot.prompt[:36]}" if slot.prompt else ""
-        items.append((thumb, f"{keyframe_name(k)}{text}"))
+    items = [(thumbnail(slot.image, THUMB),
+              keyframe_name(k) + (f" · {slot.prompt[:36]}" if slot.prompt else ""))
+             for k, slot in enumerate(session.slots)]
     return gr.Gallery(value=items, selected_index=selected)
+
+
+def thumbnail(image, side: int):
+    """A copy of `image` no larger than side x side (what the page needs to show it)."""
+    small = image.copy()
+    small.thumbnail((side, side))
+    return small
 
 
 def _segment(session: Session, k: int) -> dict:
     count = len(session.slots)
-    has = k < count - 1 or session.loop and count > 1
-    if not has:
+    if not session.starts_segment(k):
         title = (f"**{keyframe_name(k)}** is the last keyframe: turn on Loop for a segment "
                  f"back to {keyframe_name(0)}." if count > 1 else "Add a second image.")
         return {"seg_title": title, **{n: gr.update(interactive=False) for n in SEGMENT}}

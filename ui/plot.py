@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from html import escape
 
+from interp.timeline import keyframe_name
+
 W, H = 640, 260            # SVG user units
 LEFT, RIGHT, TOP, BOTTOM = 44, 52, 14, 34
 POS_COLOUR, NOISE_COLOUR = "#2563eb", "#f59e0b"
@@ -91,7 +93,7 @@ def timeline_svg(where, fps, size, selected) -> str:
     end = where.total if where.loop else where.total - 1
     def x(frame):
         return T_LEFT + (TW - T_LEFT - T_RIGHT) * frame / max(end, 1)
-    names = [_letter(k) for k in range(len(where.keyframes))]
+    names = [keyframe_name(k) for k in range(len(where.keyframes))]
     parts = []
     for s, (off, n) in enumerate(zip(where.offsets, where.counts)):
         seconds = (n - 1) / fps
@@ -121,7 +123,3 @@ def timeline_svg(where, fps, size, selected) -> str:
             f'<text x="{T_LEFT}" y="18" class="head">{escape(head)}</text>'
             + "".join(parts) + "</svg>")
 
-
-def _letter(k: int) -> str:
-    from interp.timeline import keyframe_name
-    return keyframe_name(k)

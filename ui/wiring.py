@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ui.errors import errors, gpu
+from ui.errors import errors
 from ui.frame_panel import SHOWN, refresh_frame, select_candidate, select_frame, show_frame
 from ui.handlers import RENDER
 from ui.keyframes import BOARD, SEGMENT
@@ -117,16 +117,16 @@ def _render(c: Components, h) -> None:
     inspector (even pacing changes the segments)."""
     s = h.studio
     knobs = {f: f for f in STUDIO_FIELDS}
-    go = _on(c, c["run"].click, gpu(s.interpolate), ("state", "loop"), RENDER, "interpolate",
+    go = _on(c, c["run"].click, s.interpolate, ("state", "loop"), RENDER, "interpolate",
              kwargs=knobs, preprocess=False, **_render_options(c))
-    pinned = _on(c, c["use"].click, gpu(s.use_candidate), ("state", "frame_no", "cand_no"),
+    pinned = _on(c, c["use"].click, s.use_candidate, ("state", "frame_no", "cand_no"),
                  RENDER, "use_candidate", preprocess=False, **_render_options(c))
     form = {"prompt": "frame_prompt", "negative_prompt": "frame_negative_prompt",
             "strength": "frame_strength", "keyframe": "frame_anchor", "seed": "frame_seed",
             "noise": "frame_noise", "pose": "frame_pose"}
-    redone = _on(c, c["regen"].click, gpu(s.regenerate_frame), ("state", "frame_no"), RENDER,
+    redone = _on(c, c["regen"].click, s.regenerate_frame, ("state", "frame_no"), RENDER,
                  "regenerate_frame", kwargs=form, preprocess=False, **_render_options(c))
-    paced = _on(c, c["pace"].click, gpu(s.even_pacing), ("state", "keep_counts"), RENDER,
+    paced = _on(c, c["pace"].click, s.even_pacing, ("state", "keep_counts"), RENDER,
                 "even_pacing", **_render_options(c))
     for event in (go, pinned, redone, paced):
         _then(c, event, refresh_frame, ("state", "frame_no"), SHOWN)
@@ -170,7 +170,7 @@ def _files(c: Components, h) -> None:
     loaded = _on(c, c["load"].upload, h.projects.load_project, ("state", "load"),
                  (*BOARD, *STUDIO_FIELDS, *EXPORT_FIELDS, "status"), "load_project")
     _timeline_then(c, h, loaded)
-    render = _then(c, loaded, gpu(h.studio.interpolate), ("state", "loop"), RENDER,
+    render = _then(c, loaded, h.studio.interpolate, ("state", "loop"), RENDER,
                    {f: f for f in STUDIO_FIELDS}, how="success", preprocess=False,
                    **_render_options(c))
     _then(c, render, refresh_frame, ("state", "frame_no"), SHOWN)
