@@ -127,20 +127,20 @@ def test_frame_panel_pin_and_regenerate_touch_only_descendants(client):
     from ui.handlers import RENDER
     two(client)
     render(client, seed=2, frames=9)
-    shown = by_name(SHOWN, client.predict(4, api_name="/select_frame"))
+    shown = by_name(SHOWN, client.predict(frame=4, api_name="/select_frame"))
     gallery = shown["cand_gallery"]
     assert len(gallery) == 3 and all(re.fullmatch(rf"#{c} · -?\d\.\d{{3}}( ✓)?", g["caption"])
                                      for c, g in enumerate(gallery))  # CLIP scores
     assert "**Frame 4**" in shown["frame_info"] and "segment A → B" in shown["frame_info"]
     assert gallery[int(shown["cand_no"])]["caption"].endswith("✓")
     other = (int(shown["cand_no"]) + 1) % 3
-    pinned = by_name(RENDER, client.predict(6, other, api_name="/use_candidate"))
+    pinned = by_name(RENDER, client.predict(frame=6, candidate=other, api_name="/use_candidate"))
     assert "regenerated 2, reused 5" in pinned["status"]  # frame 6's children 5 and 7
     assert pinned["strip"][6]["caption"] == "6 · pinned"
-    redone = by_name(RENDER, client.predict(2, api_name="/regenerate_frame"))
+    redone = by_name(RENDER, client.predict(frame=2, api_name="/regenerate_frame"))
     assert "regenerated 3, reused 4" in redone["status"]  # frame 2 and its children 1 and 3
     assert set(redone["details"]["generated"]) == {1, 2, 3}
-    seed = by_name(SHOWN, client.predict(2, api_name="/select_frame"))["frame_seed"]
+    seed = by_name(SHOWN, client.predict(frame=2, api_name="/select_frame"))["frame_seed"]
     assert isinstance(seed, (int, float)) and seed >= 0  # the re-roll's seed is shown
 
 
@@ -174,7 +174,7 @@ def test_bad_uploads_and_settings_are_clear_errors_and_the_app_keeps_working(cli
     with pytest.raises(AppError, match="add at least two images"):
         render(client)
     with pytest.raises(AppError, match="press Interpolate first"):
-        client.predict(2, 0, api_name="/use_candidate")
+        client.predict(frame=2, candidate=0, api_name="/use_candidate")
     two(client)
     with pytest.raises(AppError, match="noise_min/noise_max"):
         render(client, noise_min=0.9, noise_max=0.2)
@@ -211,7 +211,7 @@ def test_timeline_endpoint_shows_segment_lengths_and_the_working_size(client):
 
 def test_presets_fill_only_their_knobs(client):
     from ui.knobs import STUDIO_FIELDS
-    values = by_name(STUDIO_FIELDS, client.predict("paper", api_name="/apply_preset"))
+    values = by_name(STUDIO_FIELDS, client.predict(name="paper", api_name="/apply_preset"))
     assert values["num_inference_steps"] == 200 and values["invert_steps"] == 500
     assert values["candidates"] == 0 and values["noise_max"] == 0.55
     changed = {k for k, v in values.items() if not isinstance(v, dict)}  # dict = "left as is"
@@ -252,7 +252,7 @@ def test_two_sessions_at_once_keep_their_own_results(url):
     [t.join() for t in threads]
     assert results["one"]["details"]["settings"]["seed"] == 6
     assert results["two"]["details"]["settings"]["seed"] == 7
-    infos = [by_name(SHOWN, c.predict(2, api_name="/select_frame"))["frame_info"]
+    infos = [by_name(SHOWN, c.predict(frame=2, api_name="/select_frame"))["frame_info"]
              for c in (one, two_)]
     assert results["one"]["details"]["frames"][2]["key"] != results["two"]["details"]["frames"][2]["key"]
     assert infos[0] != infos[1]  # each session's frame panel shows its own frame

@@ -39,18 +39,18 @@ def test_a_keyframes_pose_is_validated_kept_and_follows_its_keyframe(client):
     shown = load(client, target="keyframe", keyframe=1)
     assert shown["editor"]["label"] == "Keyframe B" and shown["editor"]["target"].startswith(
         "keyframe:") and shown["editor"]["image"].startswith("data:image/jpeg")
-    typed = by_name(TYPED, client.predict(json.dumps(person(32)), shown["editor"],
+    typed = by_name(TYPED, client.predict(text=json.dumps(person(32)), value=shown["editor"],
                                           api_name="/set_pose"))
     assert json.loads(typed["pose_json"]) == person(32) and typed["editor"]["pose"] == person(32)
     assert load(client, target="keyframe", keyframe=1)["editor"]["pose"] == person(32)   # kept
     client.predict(keyframe=1, api_name="/move_keyframe_earlier")       # B is now the first
     assert load(client, target="keyframe", keyframe=0)["editor"]["pose"] == person(32)
     # an edit made in the editor before the move still reaches its keyframe
-    client.predict(json.dumps(person(40)), shown["editor"], api_name="/set_pose")
+    client.predict(text=json.dumps(person(40)), value=shown["editor"], api_name="/set_pose")
     assert load(client, target="keyframe", keyframe=0)["editor"]["pose"] == person(40)
     bad = {**person(32), "people": [{"pose_keypoints_2d": [99, 20, 1] * 18}]}
     with pytest.raises(AppError, match="outside the canvas width"):
-        client.predict(json.dumps(bad), shown["editor"], api_name="/set_pose")
+        client.predict(text=json.dumps(bad), value=shown["editor"], api_name="/set_pose")
 
 
 def test_a_frames_pose_is_interpolated_and_goes_into_its_override_form(client):
@@ -58,14 +58,14 @@ def test_a_frames_pose_is_interpolated_and_goes_into_its_override_form(client):
     add(client, "astronaut.jpg", "chelsea.jpg")
     for k, x in ((0, 32), (1, 40)):
         editor = load(client, target="keyframe", keyframe=k)["editor"]
-        client.predict(json.dumps(person(x)), editor, api_name="/set_pose")
+        client.predict(text=json.dumps(person(x)), value=editor, api_name="/set_pose")
     render(client, seed=10, pose=True)
     framed = load(client, target="frame", frame=2)["editor"]
     assert framed["target"] == "frame:2" and framed["label"] == "Frame 2"
     assert framed["pose"]["people"][0]["pose_keypoints_2d"][:3] == [36, 20, 1]  # halfway A-B
-    typed = by_name(TYPED, client.predict(json.dumps(person(20)), framed, api_name="/set_pose"))
+    typed = by_name(TYPED, client.predict(text=json.dumps(person(20)), value=framed, api_name="/set_pose"))
     assert json.loads(typed["frame_pose"]) == person(20)   # into the frame's override form
-    out = by_name(RENDER, client.predict(2, "", "", 1.0, False, None, 0, typed["frame_pose"],
+    out = by_name(RENDER, client.predict(frame=2, pose=typed["frame_pose"],
                                          api_name="/regenerate_frame"))
     assert out["details"]["edits"]["2"]["pose"] == person(20)
     assert "regenerated 3, reused 0" in out["status"]      # frame 2 and its children 1 and 3
@@ -81,7 +81,7 @@ def test_pose_guidance_needs_poses_and_uses_drawn_ones(client):
         render(client, seed=8, pose=True)   # no detector weights offline and nothing drawn
     for k in (0, 1):
         editor = load(client, target="keyframe", keyframe=k)["editor"]
-        client.predict(json.dumps(person(20, 10)), editor, api_name="/set_pose")
+        client.predict(text=json.dumps(person(20, 10)), value=editor, api_name="/set_pose")
     _, out = render(client, seed=8, pose=True)
     assert "5 frames · regenerated 3" in out["status"]
     assert out["details"]["model_calls"]["calls"]["controlnet"] > 0

@@ -30,7 +30,7 @@ def load(url, project_file) -> tuple:
     from interp.forms import EXPORT_FIELDS
     fresh = connect(url)
     out = by_name((*BOARD, *STUDIO_FIELDS, *EXPORT_FIELDS, "status"),
-                  fresh.predict(handle_file(str(project_file)), api_name="/load_project"))
+                  fresh.predict(file=handle_file(str(project_file)), api_name="/load_project"))
     return fresh, out
 
 
@@ -41,7 +41,7 @@ def test_a_loaded_project_restores_the_timeline_and_reuses_cached_frames(url, tm
     add(client, "astronaut.jpg", "chelsea.jpg", "coffee.jpg")
     client.predict(keyframe=2, prompt="a cup", api_name="/edit_keyframe")
     render(client, seed=5, prompt="a cat", frames=5)
-    pinned = by_name(RENDER, client.predict(6, 1, api_name="/use_candidate"))
+    pinned = by_name(RENDER, client.predict(frame=6, candidate=1, api_name="/use_candidate"))
     fresh, loaded = load(url, fetch(url, pinned["project"], tmp_path))
     assert [g["caption"] for g in loaded["keyframes"]] == ["A", "B", "C · a cup"]
     assert loaded["seed"] == 5 and loaded["prompt"] == "a cat"
@@ -99,13 +99,13 @@ def test_even_pacing_across_the_timeline(url, tmp_path):
     add(client, "astronaut.jpg", "chelsea.jpg", "coffee.jpg")
     _, first = render(client, seed=7, frames=9, candidates=1)
     measured = _measured(url, first, tmp_path / "first")
-    kept = by_name(RENDER, client.predict(True, api_name="/even_pacing"))   # keep the counts
+    kept = by_name(RENDER, client.predict(keep_counts=True, api_name="/even_pacing"))   # keep the counts
     for s, (positions, d) in enumerate(measured):
         got = [f["position"] for f in kept["details"]["frames"] if f["segment"] == s]
         assert got[-len(positions) + 1:] == pytest.approx(_even(positions, d, 9)[1:].tolist(),
                                                           abs=1e-6)
     assert re.search(r"pacing: largest/smallest step [\d.]+ -> [\d.]+", kept["status"])
-    moved = by_name(RENDER, client.predict(False, api_name="/even_pacing"))
+    moved = by_name(RENDER, client.predict(keep_counts=False, api_name="/even_pacing"))
     counts = [s["frames"] for s in moved["details"]["segments"]]
     lengths = [sum(d) for _, d in _measured(url, kept, tmp_path / "kept")]
     # the budget (16 intervals) split so the longest step is as short as any split makes it
