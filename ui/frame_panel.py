@@ -36,7 +36,8 @@ def show_frame(session: Optional[Session], frame: Any) -> dict:
     gallery = [(im, _caption(c, view)) for c, im in enumerate(view.images)]
     keyframe = index in session.plan.keyframes
     edit = None if keyframe else session.edit_of(index)
-    out = {"cand_gallery": gallery, "frame_info": _info(session, view, edit), "cand_no": view.chosen}
+    out = {"cand_gallery": gallery, "frame_info": _info(session, view, edit),
+           "cand_no": view.chosen}
     if edit is None:
         return {**out, **BLANK_FORM}
     return {**out, **dict(zip(FORM, (edit.prompt or "", edit.negative_prompt or "", edit.strength,
@@ -70,7 +71,7 @@ def _info(session: Session, view, edit) -> str:
     state = "generated" if view.generated else "reused from the cache"
     pin = (f" · pinned candidate {edit.candidate}" if edit is not None and edit.candidate
            is not None else "")
-    seeds = ", ".join(str(s) for s in view.seeds) or "-"
+    seeds = ", ".join(str(seed) for seed in view.seeds) or "-"
     start, end = keyframe_name(s), keyframe_name((s + 1) % len(keys) if session.plan.loop
                                                  else s + 1)
     return (f"**Frame {view.index}** · segment {start} → {end} (frame {local} of "

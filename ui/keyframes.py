@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import gradio as gr
+from PIL import Image
 
 from ui.errors import whole
 from ui.plot import plan_error, timeline_svg
@@ -166,7 +167,8 @@ def board(session: Session, k: Optional[int]) -> dict:
     slot = session.slots[k]
     return {"state": session, "keyframes": row(session, k), "loop": session.loop,
             "kf": gr.Dropdown(choices=[(keyframe_name(i), i) for i in range(count)], value=k),
-            "kf_image": thumbnail(slot.image, PREVIEW), "kf_prompt": slot.prompt or "",
+            "kf_image": thumbnail(slot.image, PREVIEW, enlarge=True),
+            "kf_prompt": slot.prompt or "",
             "kf_negative_prompt": slot.negative_prompt or "", **_segment(session, k)}
 
 
@@ -178,11 +180,14 @@ def row(session: Session, selected: Optional[int] = None) -> Any:
     return gr.Gallery(value=items, selected_index=selected)
 
 
-def thumbnail(image, side: int):
-    """A copy of `image` no larger than side x side (what the page needs to show it)."""
-    small = image.copy()
-    small.thumbnail((side, side))
-    return small
+def thumbnail(image, side: int, enlarge: bool = False):
+    """A copy of `image` that fits side x side (what the page needs to show it); enlarge: a
+    smaller one grows to fit (nearest neighbour, so a 64 px toy image stays crisp)."""
+    scale = side / max(image.size)
+    if scale >= 1 and not enlarge:
+        return image.copy()
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS)
 
 
 def _segment(session: Session, k: int) -> dict:

@@ -228,12 +228,15 @@ def _inspector(c: Components) -> None:
 
 def _frame_panel(c: Components) -> None:
     c["frame_info"] = gr.Markdown(EMPTY)
-    with gr.Row():
-        c["frame_no"] = gr.Number(None, precision=0, label="Frame", elem_id="interp-frame")
-        c["cand_no"] = gr.Number(None, precision=0, label="Candidate", elem_id="interp-candidate")
-        c["use"] = gr.Button("Use this candidate", elem_id="interp-use", scale=2)
     c["cand_gallery"] = gr.Gallery(label="Candidates (CLIP score, ✓ = in use)", columns=4,
-                                 height="auto", allow_preview=False, elem_id="interp-candidates")
+                                   height=170, allow_preview=False, object_fit="contain",
+                                   fit_columns=False, elem_id="interp-candidates")
+    with gr.Row(equal_height=True):
+        c["frame_no"] = gr.Number(None, precision=0, label="Frame", elem_id="interp-frame",
+                                  min_width=80)
+        c["cand_no"] = gr.Number(None, precision=0, label="Candidate", elem_id="interp-candidate",
+                                 min_width=80)
+        c["use"] = gr.Button("Use this candidate", elem_id="interp-use", scale=2)
     with gr.Accordion("Override this frame", open=True):
         c["frame_prompt"] = gr.Textbox("", label="Frame prompt", placeholder="empty: as the run")
         c["frame_negative_prompt"] = gr.Textbox("", label="Frame negative prompt")
