@@ -110,9 +110,10 @@ def test_three_keyframes_reorder_and_a_segment_of_its_own(client):
 def test_keyframe_prompts_loop_and_removal(client):
     from ui.keyframes import BOARD
     add(client, "astronaut.jpg", "chelsea.jpg", "coffee.jpg")
-    shown = by_name(("keyframes",), client.predict(keyframe=1, prompt="a cat",
-                                                     api_name="/edit_keyframe"))
+    client.predict(keyframe=1, prompt="a cat", api_name="/edit_keyframe")
+    shown = by_name(BOARD, client.predict(keyframe=1, api_name="/select_keyframe"))
     assert [g["caption"] for g in shown["keyframes"]] == ["A", "B · a cat", "C"]
+    assert shown["kf_prompt"] == "a cat"
     looped = by_name(BOARD, client.predict(loop=True, keyframe=2, api_name="/set_loop"))
     assert looped["seg_title"].startswith("Segment **C → A**")
     _, out = render(client, loop=True, seed=3, frames=5)

@@ -124,6 +124,7 @@ def test_studio_flow(page, tmp_path):
     page.wait_for_function("() => document.querySelector('#interp-kf input').value == 'C'")
     page.locator("#interp-kf-prompt textarea").click()
     page.keyboard.type("a cup of coffee")          # typed: Gradio's input event, as a user's
+    page.keyboard.press("Tab")                     # leaving the box updates the row
     page.wait_for_function("() => document.querySelector('#interp-keyframes').innerText"
                            ".includes('C · a cup of coffee')")
     page.click("#interp-earlier")                                       # C moves before B

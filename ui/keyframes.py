@@ -101,7 +101,14 @@ class KeyframeRow:
         if session.starts_segment(k):
             session.set_segment(k, segment_from_form(session.segment(k), frames, duration, curve,
                                                      noise_min, noise_max, seed))
-        return {"keyframes": row(session, k)}
+        return {}          # the row shows the new prompt when the box is left (refresh)
+
+    def refresh(self, session: Optional[Session], keyframe: Any) -> dict:
+        """The keyframe row again (its captions show the keyframes' prompts)."""
+        if session is None or not session.slots:
+            return {}
+        return {"keyframes": row(session, None if keyframe is None else whole(keyframe,
+                                                                              "keyframe"))}
 
     def move(self, session: Optional[Session], keyframe: Any, by: int) -> dict:
         """Move a keyframe one place earlier (by = -1) or later (+1)."""

@@ -40,7 +40,9 @@ class Components(dict):
         if not isinstance(out, dict):
             return out
         if not out:
-            return tuple(gr.skip() for _ in outputs) if len(outputs) != 1 else gr.skip()
+            if not outputs:
+                return None
+            return tuple(gr.skip() for _ in outputs) if len(outputs) > 1 else gr.skip()
         unknown = sorted(n for n in out if n not in self)
         if unknown:
             raise KeyError(f"handler returned unknown component name(s) {unknown}")

@@ -81,10 +81,13 @@ def _keyframes(c: Components, h) -> None:
                  **raw)
     edit = dict(kwargs={"prompt": "kf_prompt", "negative_prompt": "kf_negative_prompt",
                         **{p: f"seg_{p}" for p in SEGMENT_PARAMS}})
-    edits = [_on(c, c[n].input, row.edit, ("state", "kf"), ("keyframes",),
+    edits = [_on(c, c[n].input, row.edit, ("state", "kf"), (),
                  "edit_keyframe" if n == "kf_prompt" else None, private=n != "kf_prompt",
                  trigger_mode="always_last", preprocess=False, **edit)
              for n in ("kf_prompt", "kf_negative_prompt", *SEGMENT)]
+    left = _on(c, c["kf_prompt"].blur, row.edit, ("state", "kf"), (), "keyframe_left",
+               private=True, preprocess=False, **edit)   # the last value, then the row
+    _then(c, left, row.refresh, ("state", "kf"), ("keyframes",), preprocess=False)
     for event in (added, example, picked, chosen, earlier, later, removed, replaced, looped,
                   *edits):
         _timeline_then(c, h, event)
