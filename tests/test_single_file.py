@@ -79,7 +79,12 @@ def test_tiny_single_file_round_trip_and_render(kind, tmp_path, caplog):
     assert tokenizer_problem(loaded.tokenizer) is None  # no tokenizer files: the built-in one, padded as trained
     assert loaded.tokenizer.pad_token_id == (49407 if kind == "sd15" else 0)
     result = Interpolator(loaded).render(*_pair(), RENDER)
-    assert result.generated == [1] and result.counts["rows"]["unet"] == result.expected_counts["unet_rows"]
+    # By hand from RENDER: 3 frames = one in-between frame (level 1, the coarsest, noise_max); S = 4,
+    # noise_max 0.55 -> DDIM index int(4 x 0.55) = int(2.2) = 2 -> steps 2, 1, 0 = 3 steps; 2 candidates;
+    # guidance 7.5 > 1 -> CFG doubles the rows; no inversion, no endpoint attention: 3 x 2 x 2 = 12.
+    assert result.generated == [1] and result.frames[1].ddim_index == 2
+    assert result.counts["rows"]["unet"] == 3 * 2 * 2 == 12
+    assert result.counts["rows"]["vae_decode"] == 2  # the in-between frame's 2 candidates
     assert all(f.image.size == (64, 64) for f in result.frames)
 
 
@@ -215,7 +220,13 @@ def test_cli_model_config_flag_renders_a_single_file(tmp_path):
     assert code in (0, None)
     summary = json.loads((out / "summary.json").read_text())
     assert len(list((out / "frames").glob("*.png"))) == 3
-    assert summary["model_calls"]["rows"]["unet"] == summary["analytic_minimum"]["unet_rows"]
+    # the premises of the hand count: the flags given, the preset's (balanced) guidance and noise
+    used = summary["settings"]
+    assert (used["frames"], used["num_inference_steps"], used["candidates"], used["invert_steps"]) == (3, 3, 1, 0)
+    assert (used["noise_max"], used["guidance_scale"], used["attention"]) == (0.55, 7.5, "off")
+    # By hand: one in-between frame at DDIM index int(3 x 0.55) = int(1.65) = 1 -> 2 steps; 1 candidate;
+    # CFG doubles the rows: 2 x 1 x 2 = 4.
+    assert summary["model_calls"]["rows"]["unet"] == 2 * 1 * 2 == 4
 
 
 def test_app_takes_the_same_loader_flags():
@@ -243,5 +254,10 @@ def test_full_size_sd15_single_file_round_trip():
     assert report["tokenizer"] == [49408, 77, 49407] and report["prediction_type"] == "epsilon"
     assert report["identity"].startswith("file:")
     assert report["generated"] == [1] and report["sizes"] == [[128, 128]] * 3
-    assert report["counts"]["rows"]["unet"] == report["expected_counts"]["unet_rows"]
+    # By hand from benchmarks/fullsize.py's RENDER with invert_steps=0, pose=False (test_fullsize.py checks
+    # those settings): one in-between frame at DDIM index int(3 x 0.55) = 1 -> 2 steps; 2 candidates; CFG
+    # doubles the rows: 2 x 2 x 2 = 8, and no ControlNet rows.
+    assert report["middle_ddim_index"] == 1 and report["middle_candidates"] == 2
+    assert report["counts"]["rows"]["unet"] == 2 * 2 * 2 == 8
+    assert report["counts"]["rows"].get("controlnet", 0) == 0
     assert report["latents_finite"] and all(report["frames_differ"]) and report["candidates_differ"]
