@@ -140,16 +140,38 @@ def run_job(*args: str, timeout: int = 600) -> dict:
     return report
 
 
+def _benchmark_render_settings():
+    """benchmarks/fullsize.py's RENDER (the settings the hand counts below start from)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_fullsize_benchmark", ROOT / "benchmarks" / "fullsize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.RENDER
+
+
+def test_benchmark_render_settings_are_the_hand_counts_premises():
+    """The counts in check_render and test_single_file's full-size test are worked out by hand from these."""
+    s = _benchmark_render_settings()
+    assert (s.frames, s.num_inference_steps, s.noise_max, s.candidates, s.guidance_scale) == (3, 3, 0.55, 2, 7.5)
+    assert (s.invert_steps, s.pose, s.attention.value, s.scheme.value) == (2, True, "off", "method")
+
+
+# By hand from the benchmark's RENDER: 3 frames = one in-between frame (level 1, the coarsest, noise_max);
+# S = 3, noise_max 0.55 -> DDIM index int(3 x 0.55) = int(1.65) = 1 -> steps 1, 0 = 2 denoising steps.
+MIDDLE_DDIM_INDEX, STEPS, CANDIDATES, CFG = 1, 2, 2, 2
+
+
 def check_render(report: dict, pose: bool, inversion: int) -> None:
     counts, expected = report["counts"], report["expected_counts"]
-    k, steps = report["middle_candidates"], report["middle_ddim_index"] + 1
-    assert report["generated"] == [1] and k == 2 and report["inversion_steps"] == inversion
-    # the analytic minimum, counted here independently: 2 candidates x steps x 2 (CFG), plus per inversion
-    # step one guided prediction for A and one for B (x 2 for CFG)
-    assert expected["unet_rows"] == 2 * steps * 2 + 2 * inversion * 2
-    assert counts["rows"]["unet"] == expected["unet_rows"]
+    assert report["generated"] == [1] and report["inversion_steps"] == inversion
+    assert report["middle_candidates"] == CANDIDATES and report["middle_ddim_index"] == MIDDLE_DDIM_INDEX
+    # the analytic minimum, counted here by hand: 2 candidates x 2 steps x 2 (CFG) = 8, plus per inversion
+    # step one guided prediction for A and one for B (x 2 for CFG): 2 x 2 x 2 = 8 for 2 steps -> 16
+    rows = CANDIDATES * STEPS * CFG + 2 * inversion * CFG
+    assert rows == (16 if inversion == 2 else 8)
+    assert counts["rows"]["unet"] == expected["unet_rows"] == rows
     assert counts["rows"]["vae_decode"] == expected["vae_decode_rows"] == 2
-    assert counts["rows"]["controlnet"] == (2 * steps * 2 if pose else 0)
+    assert counts["rows"]["controlnet"] == (CANDIDATES * STEPS * CFG if pose else 0)  # 8: every sampling row
     assert report["sizes"] == [[128, 128]] * 3
     assert report["latents_finite"] and all(report["frames_differ"]) and report["candidates_differ"]
 
