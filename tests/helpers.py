@@ -1,4 +1,5 @@
-"""Independent reference computations for tests (a second method, not the code under test)."""
+"""Shared test helpers: independent reference computations (a second method, not the code under test),
+small fixtures-by-function (random images, a read-only mount)."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,3 +31,12 @@ def denoising_error(bundle, latents, cond, uncond, settings, generator, draws: i
                                     uncond, settings.guidance_scale, generator))
                   for _ in range(draws)]
     return sum(errors) / draws
+
+
+def random_image(seed: int, size: tuple[int, int] = (8, 6), mode: str = "RGB"):
+    """A small PIL image of seeded random pixels (size = (width, height); mode RGB, RGBA or L)."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    bands = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    pixels = rng.integers(0, 256, size=(size[1], size[0], bands), dtype=np.uint8)
+    return Image.fromarray(pixels.squeeze(-1) if bands == 1 else pixels)

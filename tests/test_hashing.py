@@ -13,17 +13,10 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from PIL import Image
 
+from helpers import random_image
 from interp.hashing import content_hash, file_sha256
 from interp.settings import Scheme, Settings
-
-
-def _image(seed: int, size: tuple[int, int] = (8, 6), mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    bands = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-    pixels = rng.integers(0, 256, size=(size[1], size[0], bands), dtype=np.uint8)
-    return Image.fromarray(pixels.squeeze(-1) if bands == 1 else pixels)
 
 
 # ---------------------------------------------------------------------------------- content_hash
@@ -99,8 +92,8 @@ def test_hash_numpy_and_images_by_content():
     assert content_hash(x) != content_hash(x.astype(np.int32))
     assert content_hash(np.float32(2.0)) == content_hash(2.0)
     assert content_hash(np.int64(2)) == content_hash(2)
-    im = _image(1)
-    assert content_hash(im) == content_hash(_image(1))
+    im = random_image(1)
+    assert content_hash(im) == content_hash(random_image(1))
     assert content_hash(im) != content_hash(im.convert("RGBA"))
     changed = im.copy()
     changed.putpixel((0, 0), (0, 0, 0) if im.getpixel((0, 0)) != (0, 0, 0) else (1, 0, 0))

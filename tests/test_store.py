@@ -13,23 +13,17 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import random_image
 from interp.hashing import content_hash
 from interp.store import FrameStore, Record, default_store_dir
 
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _image(seed: int, size: tuple[int, int] = (8, 6), mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    bands = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-    pixels = rng.integers(0, 256, size=(size[1], size[0], bands), dtype=np.uint8)
-    return Image.fromarray(pixels.squeeze(-1) if bands == 1 else pixels)
-
-
 def _record(seed: int, n: int = 16, images: int = 1) -> Record:
     g = torch.Generator().manual_seed(seed)
     return Record({"latents": torch.randn(n, generator=g), "scores": torch.arange(3) + seed},
-                  tuple(_image(seed * 10 + i) for i in range(images)), {"seed": seed, "name": f"r{seed}"})
+                  tuple(random_image(seed * 10 + i) for i in range(images)), {"seed": seed, "name": f"r{seed}"})
 
 
 def _same(a: Record, b: Record) -> bool:
@@ -71,7 +65,7 @@ def test_round_trip_is_exact(tmp_path, dtype, on_disk):
     g = torch.Generator().manual_seed(0)
     t = (torch.randn(2, 3, 5, generator=g) * 100).to(dtype)
     rec = Record({"x": t, "strided": t.transpose(0, 2)},
-                 (_image(1), _image(2, (5, 7), "RGBA"), _image(3, (3, 2), "L")),
+                 (random_image(1), random_image(2, (5, 7), "RGBA"), random_image(3, (3, 2), "L")),
                  {"list": [1, 2.5, None], "text": "é", "nested": {"k": True}})
     store = FrameStore(tmp_path if on_disk else None)
     store.put(KEY, rec)
