@@ -2,6 +2,12 @@
 small fixtures-by-function (random images, a read-only mount)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
 import numpy as np
 import torch
 
@@ -40,3 +46,22 @@ def random_image(seed: int, size: tuple[int, int] = (8, 6), mode: str = "RGB"):
     bands = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
     pixels = rng.integers(0, 256, size=(size[1], size[0], bands), dtype=np.uint8)
     return Image.fromarray(pixels.squeeze(-1) if bands == 1 else pixels)
+
+
+@contextlib.contextmanager
+def read_only_mount(folder: Path) -> Iterator[bool]:
+    """A read-only (empty) tmpfs mounted on the existing folder `folder` for the with-block, unmounted
+    after it. Yields True when mounted; False, leaving `folder` as it is, when this process cannot mount
+    (not root, or root without mount rights, as in some containers)."""
+    if os.geteuid() != 0:
+        yield False
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                             capture_output=True)
+    if mounted.returncode:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

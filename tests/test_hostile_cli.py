@@ -2,11 +2,11 @@
 failure is one line `error: ...` without a traceback, and bounds name their variables."""
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from helpers import read_only_mount
 from interp.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,32 +33,38 @@ def error_line(capsys) -> str:
 
 @pytest.fixture
 def read_only(tmp_path):
-    """A folder nobody may write to: a read-only tmpfs as root, else a mode-555 folder."""
+    """A folder nobody may write to, and the cause its writes fail with: a read-only tmpfs as root,
+    else a mode-555 folder (root could write to that one)."""
     folder = tmp_path / "ro"
     folder.mkdir()
     if os.geteuid() != 0:
         folder.chmod(0o555)
-        yield folder
+        yield folder, "Permission denied"
         folder.chmod(0o755)
         return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                             capture_output=True)
-    if mounted.returncode:
-        pytest.skip("cannot make a read-only folder here (root without mount rights)")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    with read_only_mount(folder) as mounted:
+        if not mounted:
+            pytest.skip("cannot make a read-only folder here (root without mount rights)")
+        yield folder, "Read-only file system"
 
 
-def test_bad_outputs_fail_before_any_model_work(tmp_path, capsys, no_model, read_only):
+def test_files_in_the_way_fail_before_any_model_work(tmp_path, capsys, no_model):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     cases = [(["--out", str(a_file)], f"{a_file}: a file is in the way"),
              (["--out", str(a_file / "run")], f"{a_file / 'run'}: a file is in the way"),
-             (["--out", str(read_only / "run")], f"{read_only / 'run'}: Read-only file system"),
              (["--out", str(tmp_path / "ok"), "--store", str(a_file)], f"{a_file}: a file is in")]
     for flags, words in cases:
         assert main(["render", A, B, *TINY, *flags]) == 2
         assert words in error_line(capsys)
+
+
+def test_a_read_only_output_fails_before_any_model_work(tmp_path, capsys, no_model, read_only):
+    folder, cause = read_only
+    for flags in (["--out", str(folder / "run")],
+                  ["--out", str(tmp_path / "ok"), "--store", str(folder / "store")]):
+        assert main(["render", A, B, *TINY, *flags]) == 2
+        assert f"{flags[-1]}: {cause}" in error_line(capsys)
 
 
 def test_missing_and_malformed_files_are_named(tmp_path, capsys, no_model):
