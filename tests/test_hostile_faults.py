@@ -127,24 +127,34 @@ def test_sigkill_during_an_export_leaves_the_previous_export_intact(tmp_path):
     import multiprocessing
     from interp.cli.main import main
     out, store = tmp_path / "run", tmp_path / "store"
+    # 256 px frames: the second run's MP4 and GIF of 305 frames take ~0.3 s and ~0.8 s to write on
+    # this machine, so a kill within milliseconds of the first temporary file lands mid-write
     argv = ["render", str(ROOT / "assets/examples/astronaut.jpg"),
-            str(ROOT / "assets/examples/chelsea.jpg"), "--model", "tiny", "--size", "64",
+            str(ROOT / "assets/examples/chelsea.jpg"), "--model", "tiny", "--size", "256",
             "--steps", "4", "--candidates", "1", "--frames", "5", "--invert-steps", "0",
             "--store", str(store), "--out", str(out)]
     assert main(argv) == 0
     first = {name: (out / name).read_bytes() for name in ("sequence.mp4", "sequence.gif",
                                                          "sequence.zip")}
+    assert partials(out) == []
     # a forked copy of this process reuses every frame from the store, then writes a long
     # video: it is killed as soon as its temporary file appears
     second = multiprocessing.get_context("fork").Process(
         target=_render, args=(argv + ["--hold-last", "300"],))
     second.start()
     deadline = time.time() + 120
-    while not partials(out) and second.is_alive() and time.time() < deadline:
-        time.sleep(0.002)
+    seen = []
+    while not seen and second.is_alive() and time.time() < deadline:
+        seen = partials(out)
+        if not seen:
+            time.sleep(0.002)
     os.kill(second.pid, signal.SIGKILL)
     second.join()
+    assert seen, "no temporary export file appeared before the kill (deadline or an early exit)"
     assert second.exitcode == -signal.SIGKILL, "the render finished before it could be killed"
+    # the killed writer never renamed its temporary file: the kill landed while it was writing one
+    left = partials(out)
+    assert left and all(name.startswith(".sequence.") and f".{second.pid}-" in name for name in left), left
     for name, data in first.items():
         assert (out / name).read_bytes() == data
     assert len(video.read_video_frames(out / "sequence.mp4")) == 5
