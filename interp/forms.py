@@ -7,6 +7,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from interp import limits
+from interp.checks import short
 from interp.pose.keypoints import Pose
 from interp.settings import PRESETS, Curve, Export, FrameEdit, Settings
 from interp.timeline import Segment
@@ -100,7 +101,7 @@ def edit_from_form(prompt: Optional[str] = None, negative_prompt: Optional[str] 
                      keyframe=_flag("keyframe", keyframe),
                      seed=None if _empty(seed) else _coerce("seed", seed, 0),
                      noise=None if noise == 0 else noise,
-                     pose=None if _empty(pose) else Pose.from_json(pose).to_json())
+                     pose=None if _empty(pose) else Pose.from_json(pose))
 
 
 def _empty(value: Any) -> bool:
@@ -158,9 +159,8 @@ def _flag(name: str, value: Any) -> bool:
     raise ValueError(f"{name}={_short(value)} is not allowed: expected true or false")
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+def _short(value: Any) -> str:
+    return short(value, 60)
 
 
 def _points(value: Any) -> tuple:

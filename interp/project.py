@@ -241,8 +241,6 @@ def _check_edits(edits: Mapping, where) -> None:
         if not isinstance(edit, FrameEdit):
             raise TypeError(f"edits[{i}] must be a FrameEdit, got {type(edit).__name__}")
         where.locate(i)
-        if edit.pose is not None:
-            Pose.from_json(edit.pose)
 
 
 def _pose(value: Any, where: str) -> Optional[Pose]:

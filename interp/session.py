@@ -12,12 +12,12 @@ import logging
 from typing import Any, Iterator, Optional
 
 from interp import limits
-from interp.edits import regenerate, select
+from interp.edits import check_candidate, regenerate, select
 from interp.errors import InputError
 from interp.events import CancelToken, Done, FrameReady, PlanReady
 from interp.exports import ExportFolder
 from interp.images import shrink_to
-from interp.pose.keypoints import Pose, interpolate_pose
+from interp.pose.keypoints import interpolate_pose
 from interp.project import Project
 from interp.settings import Export, FrameEdit, Settings
 from interp.sequence import prepare_keyframes
@@ -57,7 +57,7 @@ class Session(Storyboard):
         segment's keyframes' poses (as that render saw them) interpolated at its position."""
         edit = self.edit_of(frame)
         if override and edit is not None and edit.pose is not None:
-            return Pose.from_json(edit.pose), None
+            return edit.pose, None
         s, _ = self.plan.locate(frame)
         timeline = self._timeline
         images = prepare_keyframes(timeline, self.settings, engine.bundle.native_size)
@@ -167,9 +167,8 @@ class Session(Storyboard):
 
     def pin(self, frame: int, candidate: int) -> None:
         """Use candidate `candidate` of `frame` (its descendants regenerate on the next render)."""
-        where, count = self._where(frame), len(self.frame(frame).images)
-        if not 0 <= candidate < count:
-            raise InputError(f"frame {frame} has candidates 0..{count - 1}, not {candidate}")
+        where = self._where(frame)
+        check_candidate(frame, candidate, len(self.frame(frame).images))
         self.edits = select(self.edits, where, candidate)
 
     def edit_frame(self, frame: int, edit: FrameEdit) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 
 from interp import limits
 from interp.checks import check, is_int, real, short, string, whole
+from interp.pose.keypoints import Pose
 
 
 class Scheme(str, Enum):
@@ -169,7 +170,7 @@ class FrameEdit:
     keyframe: bool = False                 # the override becomes an anchor of the text path
     seed: Optional[int] = None             # explicit seed for this frame's candidates
     noise: Optional[float] = None          # schedule fraction overriding the level's noise
-    pose: Optional[dict] = None            # OpenPose JSON overriding the interpolated pose
+    pose: Optional[Pose] = None            # overrides the interpolated pose (JSON is parsed once)
     candidate: Optional[int] = None        # user's pick among the frame's candidates
 
     def __post_init__(self) -> None:
@@ -187,15 +188,21 @@ class FrameEdit:
         for name in ("prompt", "negative_prompt"):
             string(name, getattr(self, name), lim, optional=True)
         check(isinstance(self.keyframe, bool), "keyframe", self.keyframe, "true or false")
-        check(self.pose is None or isinstance(self.pose, dict), "pose", self.pose,
-               "an OpenPose JSON object or null")
+        if self.pose is not None and not isinstance(self.pose, Pose):
+            check(isinstance(self.pose, (dict, str)), "pose", self.pose,
+                  "an OpenPose JSON object or null")
+            object.__setattr__(self, "pose", Pose.from_json(self.pose))
 
     def replace(self, **changes: Any) -> "FrameEdit":
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != f.default}
+        """The fields that are set, JSON-ready (the pose as OpenPose JSON)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if getattr(self, f.name) != f.default}
+        if self.pose is not None:
+            out["pose"] = self.pose.to_json()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "FrameEdit":

@@ -42,7 +42,7 @@ def show_frame(session: Optional[Session], frame: Any) -> dict:
         return {**out, **BLANK_FORM}
     return {**out, **dict(zip(FORM, (edit.prompt or "", edit.negative_prompt or "", edit.strength,
                                      edit.keyframe, edit.seed, edit.noise or 0,
-                                     json.dumps(edit.pose) if edit.pose else "")))}
+                                     json.dumps(edit.pose.to_json()) if edit.pose else "")))}
 
 
 def refresh_frame(session: Optional[Session], frame: Any) -> dict:

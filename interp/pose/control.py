@@ -86,7 +86,7 @@ def frame_controls(bundle, store, a, b, settings: Settings, edits: Mapping[int, 
     endpoint poses, interpolated at each position, a FrameEdit.pose override where given."""
     start = endpoint_pose(bundle, a, store, settings, pose_a, on_event, cancel)
     end = endpoint_pose(bundle, b, store, settings, pose_b, on_event, cancel)
-    overrides = {i: Pose.from_json(e.pose) for i, e in edits.items() if e.pose is not None}
+    overrides = {i: e.pose for i, e in edits.items() if e.pose is not None}
     poses = pose_path(start, end, positions, overrides)
     scales = control_scales(positions, settings.control_peak,
                             settings.controlnet_conditioning_scale)
