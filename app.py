@@ -1,6 +1,6 @@
 """interp studio: start-up and launch of the Gradio app over one resident model.
 
-    python app.py [--model sd15|sd21|toy|tiny|random-sd15|random-sd21|REPO|PATH] [--model-config DIR]
+    python app.py [--model sd15|sd21|sdxl|toy|tiny|random-*|REPO|PATH] [--model-config DIR]
                   [--device cuda] [--dtype float16] [--host 127.0.0.1] [--port 7860] [--share]
 
 The model is loaded once before serving; GPU work runs through one queue (concurrency 1); each
@@ -14,7 +14,8 @@ import logging
 import os
 
 from interp import limits
-from interp.models.startup import add_loader_flags, add_store_flags
+from interp.errors import one_line
+from interp.models.startup import add_model_flags, add_store_flags, check_outputs, engine_from_args
 from interp.settings import PRESETS
 from ui.layout import build_demo, launch_options
 
@@ -23,15 +24,7 @@ log = logging.getLogger("interp.app")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="interp studio (Gradio app)")
-    p.add_argument("--model", default=os.environ.get("INTERP_MODEL"),
-                   help="sd15 | sd21 | toy | tiny | random-sd15 | random-sd21 | repo id | local directory "
-                        "or single-file checkpoint (default: best available)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
-    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    add_loader_flags(p)
-    p.add_argument("--clip-model", default=None,
-                   help="open_clip NAME:PRETRAINED, 'tiny' or 'toy' (default: the toy model's own "
-                        "CLIP on toy, else the paper's ViT-L-14)")
+    add_model_flags(p, os.environ.get("INTERP_MODEL"))
     add_store_flags(p)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="initial knob values (default: balanced on a GPU, draft otherwise)")
@@ -48,12 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_engine(args: argparse.Namespace) -> tuple:
     """(Interpolator, banner markdown or None): the model (offline rule), frame store and CLIP
     scorer, loaded once before serving (interp.models.startup.build_engine, as the CLI does)."""
-    from interp.models.startup import build_engine, loader_options
-    engine, notes = build_engine(args.model, device=args.device, dtype=args.dtype,
-                                 clip=args.clip_model, store=args.store,
-                                 store_max_gb=args.store_max_gb, **loader_options(args))
-    for note in notes:
-        log.warning("%s", note)
+    engine, notes = engine_from_args(args)
     return engine, "  \n".join(notes) or None
 
 
@@ -70,8 +58,6 @@ def initial_knobs(args: argparse.Namespace, engine) -> tuple:
 
 def check_start(args: argparse.Namespace) -> None:
     """Refuse to start on an invalid INTERP_MAX_* variable or store flag; log the bounds."""
-    from interp.cli.flags import check_outputs
-    from interp.cli.main import one_line
     try:
         bounds = limits.describe()
         check_outputs(None, args)

@@ -14,8 +14,12 @@ def check(ok: bool, name: str, value: Any, expected: str) -> None:
 
 def short(value: Any, limit: int = 80) -> str:
     """repr(value), cut to `limit` characters (a message never echoes a huge input)."""
-    shown = repr(value)
-    return shown if len(shown) <= limit else shown[:limit] + "..."
+    return cut(repr(value), limit)
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """`text`, cut to `limit` characters with "..." when longer."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def is_int(value: Any) -> bool:

@@ -5,24 +5,27 @@ from __future__ import annotations
 import random
 from typing import Mapping, Optional
 
+from interp.errors import InputError
 from interp.settings import FrameEdit
-
-
-def check_inbetween(frame: int, frames: int, what: str = "edit for frame") -> int:
-    """`frame` if it is an in-between frame of a `frames`-frame sequence, else ValueError."""
-    if isinstance(frame, bool) or not isinstance(frame, int) or not 0 < frame < frames - 1:
-        raise ValueError(f"{what} {frame!r} is out of range: in-between frames are 1..{frames - 2} "
-                         "(0 and the last are the inputs)")
-    return frame
+from interp.timeline import Layout
 
 
 def check_edits(edits: Mapping, frames: int) -> dict:
-    """A plain dict of the edits after checking each is a FrameEdit for an in-between frame."""
+    """A plain dict of the edits after checking each is a FrameEdit for an in-between frame of a
+    `frames`-frame sequence (the rule is Layout.locate's, for one segment)."""
+    where = Layout((frames,))
     for i, edit in edits.items():
         if not isinstance(edit, FrameEdit):
             raise TypeError(f"edits[{i!r}] must be a FrameEdit, got {type(edit).__name__}")
-        check_inbetween(i, frames)
+        where.locate(i, "edit for frame")
     return dict(edits)
+
+
+def check_candidate(frame: int, candidate: int, count: int) -> int:
+    """`candidate` if frame `frame` has it (0..count - 1), else InputError."""
+    if isinstance(candidate, bool) or not isinstance(candidate, int) or not 0 <= candidate < count:
+        raise InputError(f"frame {frame} has candidates 0..{count - 1}, not {candidate!r}")
+    return candidate
 
 
 def regenerate(edits: Mapping[int, FrameEdit], frame: int, seed: Optional[int] = None) -> dict:

@@ -15,3 +15,10 @@ class InputError(InterpError, ValueError):
 
 class Cancelled(InterpError):
     """Work stopped because its cancel token was set; finished results are kept."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: '<path>: <cause>' for file errors, else its message."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -14,7 +14,7 @@ import torch
 
 from interp import baselines
 from interp.attention import Injection, injected_steps
-from interp.edits import check_edits
+from interp.edits import check_candidate, check_edits
 from interp.events import (CancelToken, DenoiseStep, Done, EventCallback, FrameReady, FrameStarted,
                            PlanReady, ignore_event)
 from interp.images import prepare_pair, to_pil, to_tensor
@@ -117,9 +117,10 @@ class Interpolator:
 
     def prepare(self, image_a, image_b, settings: Settings,
                 edits: Optional[Mapping[int, FrameEdit]] = None, *, pose_a=None, pose_b=None,
-                on_event: EventCallback = ignore_event,
+                plan: Optional[Plan] = None, on_event: EventCallback = ignore_event,
                 cancel: Optional[CancelToken] = None) -> "Job":
-        """Everything before the first in-between frame: inputs, plan, text conditions, poses."""
+        """Everything before the first in-between frame: inputs, plan (given: a timeline's plan
+        of this segment, made on this model's schedule), text conditions, poses."""
         edits = check_edits(edits or {}, settings.frames)
         # 1. Inputs at one size, and their clean latents (cached by content).
         a, b = prepare_pair(image_a, image_b, settings, self.bundle.native_size)
@@ -127,7 +128,7 @@ class Interpolator:
         # 2. The plan on this model's DDIM schedule; callers see it before any frame.
         scheduler = self.bundle.make_scheduler(settings.num_inference_steps)
         timesteps = tuple(by_index(scheduler).tolist())
-        plan = make_plan(settings, timesteps)
+        plan = plan if plan is not None else make_plan(settings, timesteps)
         on_event(PlanReady(plan, settings, (a, b)))
         last = len(plan.nodes) - 1
         frames = {0: self._endpoint(plan, 0, a, z_a), last: self._endpoint(plan, last, b, z_b)}
@@ -288,10 +289,7 @@ def candidate_scores(ctx: FrameContext, key: str, images: tuple) -> Optional[tup
 def choose(i: int, edit: FrameEdit, scores: Optional[tuple], k: int) -> int:
     """The user's pick, else the best CLIP score, else the first candidate."""
     if edit.candidate is not None:
-        if edit.candidate >= k:
-            raise ValueError(f"candidate={edit.candidate} for frame {i} is out of range: "
-                             f"it has {k} candidates (0..{k - 1})")
-        return edit.candidate
+        return check_candidate(i, edit.candidate, k)
     return 0 if scores is None else best(scores)
 
 

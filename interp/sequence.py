@@ -102,8 +102,8 @@ def render_timeline(engine, timeline: Timeline, settings: Settings,
     for s, ((i, j), seg) in enumerate(zip(timeline.pairs, seg_settings)):
         keys = timeline.keyframes
         jobs.append(engine.prepare(images[i], images[j], seg, local_edits[s], pose_a=keys[i].pose,
-                                   pose_b=keys[j].pose, on_event=_relay(on_event, plan, s),
-                                   cancel=cancel))
+                                   pose_b=keys[j].pose, plan=plan.plans[s],
+                                   on_event=_relay(on_event, plan, s), cancel=cancel))
     # 3. Frames level by level across segments (every segment's middle frame first).
     steps = sorted((job.ctx.plan.nodes[i].level, s, i) for s, job in enumerate(jobs)
                    for i in job.order)

@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
+from interp.checks import cut
 from interp.sampling import slerp
 from interp.settings import FrameEdit, Settings
 
@@ -54,21 +55,17 @@ def _cut_words(tokenizer, prompt: str, full: list, length: int) -> list[str]:
 def encode_prompt(bundle, prompt: str, negative: bool = False) -> tuple[torch.Tensor, list[str]]:
     """The condition tensor [1, L, d] of a prompt (interp.models.family), and the cut words.
     `negative`: the prompt is a negative one (SDXL encodes an empty negative as zeros)."""
-    ids, cut = tokenize(bundle.tokenizer, prompt)
-    if cut:
+    ids, dropped = tokenize(bundle.tokenizer, prompt)
+    if dropped:
         log.warning("prompt %r is longer than the text encoder's %d-token window; %d words are "
-                    "cut: %s", _short(prompt), int(bundle.tokenizer.model_max_length), len(cut),
-                    _short(" ".join(cut), LOG_CHARS))
-    return bundle.encode_prompt(prompt, negative), cut
+                    "cut: %s", cut(prompt, 60), int(bundle.tokenizer.model_max_length),
+                    len(dropped), cut(" ".join(dropped), LOG_CHARS))
+    return bundle.encode_prompt(prompt, negative), dropped
 
 
 def cut_words(tokenizer, prompt: str) -> list[str]:
     """The words of `prompt` that fall beyond the tokenizer's window (encoding drops them)."""
     return tokenize(tokenizer, prompt)[1]
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def encode_prompts(bundle, prompts: Sequence[str]) -> dict[str, torch.Tensor]:

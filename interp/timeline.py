@@ -227,11 +227,13 @@ class Layout:
         g = self.offsets[s] + local
         return 0 if self.loop and g == self.total else g
 
-    def locate(self, index: int) -> tuple:
-        """(segment, local index) of an in-between frame given by its global number."""
+    def locate(self, index: int, what: str = "frame") -> tuple:
+        """(segment, local index) of an in-between frame given by its global number; ValueError
+        (starting with `what`) for any other number."""
         last = self.total if self.loop else self.total - 1
         if isinstance(index, bool) or not isinstance(index, int) or not 0 < index < last:
-            raise ValueError(f"frame {index!r} is out of range: in-between frames are 1..{last - 1}")
+            raise ValueError(f"{what} {index!r} is out of range: in-between frames are "
+                             f"1..{last - 1} (keyframes are the input images)")
         if index in self.keyframes:
             raise ValueError(f"frame {index} is a keyframe (an input image): it cannot be edited")
         s = max(k for k, off in enumerate(self.offsets) if off < index)

@@ -138,7 +138,7 @@ def test_selecting_a_candidate_regenerates_descendants_not_the_frame(cached, pho
 
 def test_bad_pick_and_bad_edit_index_are_clear_errors(cached, photo_pair):
     engine, _ = cached
-    with pytest.raises(ValueError, match="candidate=5 for frame 8"):
+    with pytest.raises(ValueError, match="frame 8 has candidates 0..1, not 5"):
         engine.render(*photo_pair, CACHE, {8: FrameEdit(candidate=5)})
     with pytest.raises(ValueError, match="frame 16 is out of range"):
         engine.render(*photo_pair, CACHE, {16: FrameEdit(seed=1)})

@@ -3,7 +3,6 @@ and remove keyframes, each keyframe's prompts and the segment that starts at it 
 seconds, curve, noise range, seed). Handlers return {component name: value} (ui.names)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import gradio as gr
@@ -11,14 +10,13 @@ from PIL import Image
 
 from ui.errors import whole
 from ui.plot import plan_error, timeline_svg
-from ui.sessions import Sessions
+from ui.sessions import EXAMPLES, Sessions
 from interp.errors import InputError
 from interp.forms import form_from_segment, segment_from_form, settings_from_form
 from interp.images import working_size
 from interp.session import Session
 from interp.timeline import keyframe_name, layout
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 THUMB, PREVIEW = 256, 512          # pixels: the keyframe row's thumbnails, the inspector's image
 SEGMENT = ("seg_frames", "seg_duration", "seg_curve", "seg_noise_min", "seg_noise_max", "seg_seed")
 INSPECTOR = ("kf", "kf_image", "kf_prompt", "kf_negative_prompt", "seg_title", *SEGMENT)

@@ -164,9 +164,9 @@ class PoseSide:
 
 
 def _frame_index(session: Session, frame: Any) -> int:
+    """The number of a frame of the render shown (session.frame says when it is not there)."""
     if frame is None or session.plan is None:
         raise gr.Error("Click a frame in the strip first.")
     index = whole(frame, "frame")
-    if index not in session.frames:
-        raise gr.Error(f"Frame {index} is not available yet.")
+    session.frame(index)
     return index

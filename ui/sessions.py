@@ -58,13 +58,6 @@ class Sessions:
         if session is not None:
             session.close()
 
-    def close_all(self) -> None:
-        with self._lock:
-            sessions = list(self.live.values())
-            self.live.clear()
-        for session in sessions:
-            session.close()
-
     # -- files -----------------------------------------------------------------------------------
     def add_keyframes(self, session: Session, payloads: Any) -> None:
         """Uploaded files (a file widget's raw values) appended as keyframes, all or none."""

@@ -5,9 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from interp.cli.flags import (add_model_flags, add_settings_flags, check_outputs, engine_from_args,
-                              settings_from_args, write_json)
-from interp.models.startup import add_store_flags
+from interp.cli.flags import add_settings_flags, settings_from_args, write_json
+from interp.models.startup import (add_model_flags, add_store_flags, check_outputs,
+                                   engine_from_args)
 
 
 EVAL_DEFAULTS = {"frames": 9}          # the harness's defaults where the flag is not given
@@ -70,8 +70,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distance", default="lab", choices=["lab", "pixel", "lpips"],
                    help="adjacent-frame distance (lab: CIE76 on 64 px; lpips only with local weights)")
     add_store_flags(p)
-    p.add_argument("--clip-model", default=None,
-                   help="open_clip NAME:PRETRAINED or NAME:FILE for ranking (toy: its own CLIP)")
 
 
 def _settings(args: argparse.Namespace, toy: bool):
@@ -103,7 +101,7 @@ def run_eval(args: argparse.Namespace) -> int:
     distance = get_distance(args.distance)
     pairs = (folder_pairs(args.pairs) if args.pairs is not None
              else toy_pairs(args.toy_pairs or 8, args.pair_seed, settings.size or 64, args.same_colour))
-    engine, note = engine_from_args(args, settings.replace(candidates=max(ks + [0])))
+    engine, note = engine_from_args(args, settings.pose)
     ev = evaluate(engine, pairs, settings, make_variants(args.schemes, ks, modes),
                   distance=distance, distance_name=args.distance,
                   checks=CHECKS if args.pairs is None else None)
@@ -121,7 +119,7 @@ def run_respace(args: argparse.Namespace) -> int:
     settings = _settings(args, _is_toy(args))
     check_outputs(args.out, args)
     timeline = read_timeline(None, args.images, args.loop, [settings.frames])
-    engine, _ = engine_from_args(args, settings)
+    engine, _ = engine_from_args(args, settings.pose)
     result, report = respace_render(engine, timeline, settings, {}, get_distance(args.distance),
                                     rounds=args.rounds, keep_counts=args.keep_counts)
     sys.stdout.write(format_report(report) + "\n")

@@ -1,5 +1,6 @@
-"""Flags shared by the subcommands: one per Settings field (field `noise_min` is `--noise-min`), the
-model flags, and small helpers. Subcommands import this module, never the dispatcher.
+"""Flags shared by the subcommands: one per Settings field (field `noise_min` is `--noise-min`) and
+small helpers (the model and store flags are interp.models.startup's, shared with the app).
+Subcommands import this module, never the dispatcher.
 
 A few short aliases exist (`--steps`, `--negative`).
 """
@@ -9,13 +10,11 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 from interp.forms import OPTIONAL_SIZE, OPTIONAL_TEXT
-from interp.models.startup import add_loader_flags
 from interp.settings import PRESETS, Settings
 
 log = logging.getLogger("interp")
@@ -98,44 +97,5 @@ def settings_from_args(args: argparse.Namespace, model: Optional[str] = None,
     return settings
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", default=None,
-                       help="sd15 | sd21 | toy | tiny | random-sd15 | random-sd21 (real architectures, random "
-                            "weights) | a diffusers repo id | a local directory or single-file checkpoint "
-                            "(default: the best available)")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
-    group.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    add_loader_flags(group)
-
-
-def engine_from_args(args: argparse.Namespace, settings: Settings,
-                     max_batch: Optional[int] = None) -> tuple:
-    """(Interpolator, notes) from the model, store and CLIP flags (startup.build_engine)."""
-    from interp.models.startup import build_engine, loader_options
-    engine, notes = build_engine(args.model, device=args.device, dtype=args.dtype,
-                                 clip=args.clip_model, store=args.store,
-                                 store_max_gb=args.store_max_gb, need_controlnet=settings.pose,
-                                 max_batch=max_batch, **loader_options(args))
-    for note in notes:
-        log.warning(note)
-    return engine, notes
-
-
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def check_outputs(out: Optional[Path], args: argparse.Namespace) -> None:
-    """Before any model work: --out is (or can become) a writable folder, --store likewise unless
-    'none', and --store-max-gb is a size >= 0. OSError/ValueError name the path and the cause."""
-    from interp.video import output_dir
-    if out is not None:
-        output_dir(out)
-    gb = getattr(args, "store_max_gb", None)
-    if gb is not None and not (math.isfinite(gb) and gb >= 0):
-        raise ValueError(f"--store-max-gb {gb!r} is not allowed: give a size in GB >= 0 "
-                         "(0 = no limit)")
-    store = getattr(args, "store", None)
-    if store is not None and str(store).lower() != "none":
-        output_dir(store)

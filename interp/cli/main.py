@@ -15,7 +15,7 @@ from interp.cli.plan import add_plan_parser
 from interp.cli.pose import add_pose_parser
 from interp.cli.render import add_render_parser
 from interp import limits
-from interp.errors import InterpError
+from interp.errors import InterpError, one_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +43,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         sys.stderr.write(f"error: {one_line(exc)}\n")
         return 2
-
-
-def one_line(exc: BaseException) -> str:
-    """An error as one line: '<path>: <cause>' for file errors, else its message."""
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -8,10 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from interp.cli.flags import (add_model_flags, add_settings_flags, check_outputs, engine_from_args,
-                              settings_from_args, write_json)
+from interp.cli.flags import add_settings_flags, settings_from_args, write_json
 from interp.cli.inputs import collect_edits, read_timeline, with_poses
-from interp.models.startup import add_store_flags
+from interp.models.startup import (add_model_flags, add_store_flags, check_outputs,
+                                   engine_from_args)
 from interp.settings import Export
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,6 @@ def add_render_parser(sub) -> None:
     add_store_flags(g)
     g.add_argument("--max-batch", type=int, default=None,
                    help="most candidates denoised at once (default: all of a frame)")
-    g.add_argument("--clip-model", default=None,
-                   help="open_clip NAME:PRETRAINED or NAME:FILE, 'tiny' or 'toy' for ranking "
-                        "(default: the toy model's own CLIP on toy, else ViT-L-14:openai)")
     g.add_argument("--respace", action="store_true",
                    help="render, then re-render with frames moved so adjacent steps look equally "
                         "large across the whole timeline (unchanged frames are reused)")
@@ -75,7 +72,7 @@ def run_render(args: argparse.Namespace) -> int:
     timeline = read_timeline(args.timeline, args.images, args.loop,
                              [n or settings.frames for n in frames])
     timeline = with_poses(timeline, args.pose_a, args.pose_b)
-    engine, notes = engine_from_args(args, settings, args.max_batch)
+    engine, notes = engine_from_args(args, settings.pose, args.max_batch)
     if engine.scorer is None:
         settings = settings_from_args(args, engine.bundle.name, scorer=None)
     result, report = _render(engine, timeline, settings, edits, export, args)

@@ -1,6 +1,7 @@
 """Choosing and loading what a run needs: the model (with the offline fallback), store and CLIP
-scorer (build_engine), and the order its Settings come from (settings_for). The CLI and the app
-both call these, so they follow the same rules: an explicitly requested model must load or fail
+scorer (build_engine), the order its Settings come from (settings_for), and the flags that choose
+them (add_model_flags, add_store_flags, engine_from_args). The CLI and the app both call these,
+so they follow the same rules: an explicitly requested model must load or fail
 with a clear error; with none requested, the default preset is used when its weights are available
 locally, else the built-in model with a note saying so.
 """
@@ -95,6 +96,51 @@ def resolve_and_load(requested: Optional[str], device: Optional[str] = None,
         raise ModelUnavailable(f"pose guidance needs an OpenPose ControlNet, and none could be "
                                f"loaded for model {name!r}; turn pose off (--pose off)")
     return bundle, note
+
+
+def add_model_flags(parser, model_default: Optional[str] = None) -> None:
+    """The model flags of every command that loads one (the CLI's and the app's): --model,
+    --device, --dtype, the loader flags and --clip-model."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=model_default,
+                       help="sd15 | sd21 | sdxl | toy | tiny | random-sd15 | random-sd21 | random-sdxl "
+                            "(real architectures, random weights) | a diffusers repo id | a local "
+                            "directory or single-file checkpoint (default: the best available)")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
+    group.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    add_loader_flags(group)
+    group.add_argument("--clip-model", default=None,
+                       help="open_clip NAME:PRETRAINED or NAME:FILE, 'tiny' or 'toy' for ranking "
+                            "(default: the toy model's own CLIP on toy, else ViT-L-14:openai)")
+
+
+def engine_from_args(args, need_controlnet: bool = False,
+                     max_batch: Optional[int] = None) -> tuple:
+    """(Interpolator, notes) from the flags of add_model_flags and add_store_flags (build_engine);
+    each note is logged as a warning."""
+    engine, notes = build_engine(args.model, device=args.device, dtype=args.dtype,
+                                 clip=args.clip_model, store=args.store,
+                                 store_max_gb=args.store_max_gb, need_controlnet=need_controlnet,
+                                 max_batch=max_batch, **loader_options(args))
+    for note in notes:
+        log.warning("%s", note)
+    return engine, notes
+
+
+def check_outputs(out: Optional[Path], args) -> None:
+    """Before any model work: `out` is (or can become) a writable folder, --store likewise unless
+    'none', and --store-max-gb is a size >= 0. OSError/ValueError name the path and the cause."""
+    import math
+    from interp.video import output_dir
+    if out is not None:
+        output_dir(out)
+    gb = getattr(args, "store_max_gb", None)
+    if gb is not None and not (math.isfinite(gb) and gb >= 0):
+        raise ValueError(f"--store-max-gb {gb!r} is not allowed: give a size in GB >= 0 "
+                         "(0 = no limit)")
+    store = getattr(args, "store", None)
+    if store is not None and str(store).lower() != "none":
+        output_dir(store)
 
 
 def add_loader_flags(group) -> None:
