@@ -128,3 +128,49 @@ def test_every_frame_edit_field_changes_the_keys_of_that_frame_or_its_children(e
     for name, value in {**EDIT_CHANGES, "pose": pose}.items():
         keys, _ = _keys(engine, photo_pair, BASE, {4: EDIT.replace(**{name: value})})
         assert keys != base_keys, f"changing FrameEdit.{name} reuses every cached result"
+
+
+def test_frame_keys_change_with_the_models_precision(photo_pair):
+    """By hand: the same model at float32 and at bfloat16 gives other pixels, so the engine identity is
+    "<model identity>|<dtype>" and no key of one render may answer the other. 5 frames, no inversion, no
+    pose, no ranking: each render looks up 2 endpoint latents + 3 in-between frames = 5 keys, and the two
+    renders share none of them."""
+    settings = Settings(frames=5, num_inference_steps=4, size=64, candidates=1, prompt="a photo", seed=3)
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        bundle = load_bundle("tiny-sd15", dtype=dtype)
+        engine = Interpolator(bundle, RecordingStore())
+        assert engine.identity == f"{bundle.identity}|{dtype}"
+        runs[dtype] = (bundle.identity, engine.store.seen, engine.render(*photo_pair, settings))
+    (id32, seen32, r32), (id16, seen16, r16) = runs["float32"], runs["bfloat16"]
+    assert id32 == id16                                   # the same weights: only the precision differs
+    assert len(seen32) == len(seen16) == 2 + 3 and seen32.isdisjoint(seen16)
+    assert r32.generated == r16.generated == [1, 2, 3]
+    assert all(a.key != b.key for a, b in zip(r32.frames[1:4], r16.frames[1:4]))
+    assert any(not np.array_equal(np.asarray(a.image), np.asarray(b.image))
+               for a, b in zip(r32.frames[1:4], r16.frames[1:4]))   # why: the pixels do differ
+
+
+def test_the_pose_detection_key_changes_with_the_detectors_identity(photo_pair, monkeypatch):
+    """By hand: a pose detected once is read back from the store for the same image and detector; another
+    detector (other weights) must detect again under a new key, never reuse the first one's pose."""
+    from interp.pose import detect
+    openpose = "controlnet_aux-openpose-body:lllyasviel/Annotators/body_pose_model.pth"
+    assert detect.DETECTOR == openpose                    # the detector and the weights it runs
+    calls = []
+
+    def counting(image, all_people=False, *, device="cpu"):
+        calls.append(image.size)
+        return _fake_detect(image, all_people, device=device)
+    monkeypatch.setattr(detect, "detect_pose", counting)
+    store, image = RecordingStore(), photo_pair[0].resize((64, 64))
+    first = detect.detect_pose_cached(image, store)
+    assert len(calls) == 1 and len(store.seen) == 1
+    assert detect.detect_pose_cached(image, store).to_json() == first.to_json()
+    assert len(calls) == 1 and len(store.seen) == 1       # same image, same detector: from the store
+    monkeypatch.setattr(detect, "DETECTOR", "another-openpose:retrained/body.pth")
+    detect.detect_pose_cached(image, store)
+    assert len(calls) == 2 and len(store.seen) == 2       # another detector: detected again, a new key
+    monkeypatch.setattr(detect, "DETECTOR", openpose)
+    detect.detect_pose_cached(image, store)
+    assert len(calls) == 2 and len(store.seen) == 2       # back to the first detector: its key, a hit
