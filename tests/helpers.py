@@ -65,3 +65,16 @@ def read_only_mount(folder: Path) -> Iterator[bool]:
         yield True
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def slerp_reference(a, b, weight: float) -> np.ndarray:
+    """Spherical interpolation written out in numpy float64, one angle over the flattened arrays (the
+    paper's formula): sin((1 - w) theta) / sin(theta) a + sin(w theta) / sin(theta) b, theta the angle
+    between a and b; linear when they are parallel. a, b: arrays or tensors of one shape."""
+    a, b = (np.asarray(x.detach().double().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+            for x in (a, b))
+    cos = float(a.ravel() @ b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b))
+    theta = np.arccos(np.clip(cos, -1.0, 1.0))
+    if np.sin(theta) < 1e-12:
+        return (1 - weight) * a + weight * b
+    return (np.sin((1 - weight) * theta) * a + np.sin(weight * theta) * b) / np.sin(theta)
