@@ -5,8 +5,7 @@ import torch
 
 from interp.pose import control as pose_control
 from interp.models.load import load_bundle
-from interp.pose.keypoints import Pose, interpolate_pose
-from interp.pose.draw import control_image
+from interp.pose.keypoints import Pose
 from interp.render import Interpolator
 from interp.settings import FrameEdit, Settings
 from interp.store import FrameStore
@@ -41,9 +40,22 @@ def test_controlnet_sees_each_frames_rendered_pose_with_ramped_scale(bundle, pho
                                            SETTINGS, {}, [0, .25, .5, .75, 1], pa, pb)
     scales = [float(c.scales[0]) for c in controls]
     assert scales == pytest.approx([1.0, 1.5, 2.0, 1.5, 1.0])  # the paper's ramp, peak 2
+    # By hand: 5 uniform frames sit at t = i / 4, and pose A and B differ only by 20 px in x, so frame i's
+    # keypoint k is at (10 + 2k + 20t, 5 + 3k): the skeleton moves 5 px right per frame. OpenPose draws each
+    # joint as a radius-4 dot in its palette colour after the limbs: lit columns span 15 - 4 .. 49 + 4 at
+    # t = 0.25; joint 17 (left ear, drawn last) is (255, 0, 85) and joint 2 (right shoulder, not covered:
+    # the elbow after it is missing) is (255, 170, 0).
+    assert [f.position for f in result.frames] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    pixels = {i: (controls[i].images[0].permute(1, 2, 0).numpy() * 255).round().astype(int) for i in (1, 2, 3)}
     for i in (1, 2, 3):
-        expected = control_image(interpolate_pose(pa, pb, result.frames[i].position), 64, 64)
-        assert torch.equal(controls[i].images[0], expected)
+        dx = 5 * i
+        assert controls[i].images[0].shape == (3, 64, 64) and pixels[i][0, 0].tolist() == [0, 0, 0]
+        lit = np.nonzero(pixels[i].any(axis=-1))[1]
+        assert (lit.min(), lit.max()) == (10 + dx - 4, 44 + dx + 4)
+        assert pixels[i][5 + 3 * 17, 10 + 2 * 17 + dx].tolist() == [255, 0, 85]
+        assert pixels[i][5 + 3 * 2, 10 + 2 * 2 + dx].tolist() == [255, 170, 0]
+    for i in (1, 2):                       # the next frame's skeleton is this one, 5 px to the right
+        assert np.array_equal(pixels[i + 1][:, 5:], pixels[i][:, :-5]) and not pixels[i + 1][:, :5].any()
     # generation order 2, 1, 3: the first calls carry frame 2's skeleton, and so on
     steps = [f.ddim_index + 1 for f in (result.frames[2], result.frames[1], result.frames[3])]
     firsts = [seen[0], seen[steps[0]], seen[steps[0] + steps[1]]]
