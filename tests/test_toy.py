@@ -67,8 +67,9 @@ def test_blends_and_held_out_pairs():
     blends = data.sample_blends(6, seed=2)
     for image, text, (a, b, alpha) in blends:
         assert text == data.BLEND_CAPTION
-        expected = data.blend(data.draw(a), data.draw(b), alpha)
-        assert np.array_equal(_pixels(image), _pixels(expected))
+        x, y = (np.asarray(data.draw(spec), dtype=np.float64) for spec in (a, b))
+        expected = np.floor((1 - alpha) * x + alpha * y)             # (1 - a) x + a y, truncated
+        assert a != b and 0 < alpha < 1 and np.array_equal(_pixels(image), expected)
     im1, im2 = Image.new("RGB", (4, 4), (0, 0, 0)), Image.new("RGB", (4, 4), (200, 100, 50))
     assert tuple(_pixels(data.blend(im1, im2, 0.25))[0, 0]) == (50, 25, 12)  # (1 - a) x + a y, truncated
     pairs = data.held_out_pairs(8, seed=0)
