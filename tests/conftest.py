@@ -17,6 +17,13 @@ def photo_pair():
             Image.open(os.path.join(EXAMPLES, "chelsea.jpg")).convert("RGB"))
 
 
+@pytest.fixture
+def client(url):
+    """A gradio_client session of the module's studio (its `url` fixture: tests/studio.py)."""
+    from studio import connect
+    return connect(url)
+
+
 def pytest_configure(config):
     """Tiny models run fastest on one thread (the CI machine has 2 cores shared with ffmpeg etc.)."""
     import torch

@@ -30,6 +30,18 @@ def start_studio(settings, note: str = "running on the tiny test model") -> tupl
     return demo, f"http://127.0.0.1:{port}/"
 
 
+def studio_fixture(settings):
+    """A module fixture: the url of a studio started with `settings`, closed after the module."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def url():
+        demo, address = start_studio(settings)
+        yield address
+        demo.close()
+    return url
+
+
 def connect(url: str):
     """A gradio_client Client: its own session; files come back as FileData dicts."""
     from gradio_client import Client

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from studio import EXAMPLES, add, by_name, connect, fetch, outputs, render, start_studio
+from studio import EXAMPLES, add, by_name, connect, fetch, outputs, render, studio_fixture
 from interp.forms import FORM_FIELDS, form_from_settings, settings_from_form
 from interp.settings import PRESETS, Settings, preset
 
@@ -17,16 +17,7 @@ TINY = Settings(frames=5, num_inference_steps=10, size=64, candidates=3, prompt=
                 rank_positive="a photo")
 
 
-@pytest.fixture(scope="module")
-def url():
-    demo, url = start_studio(TINY)
-    yield url
-    demo.close()
-
-
-@pytest.fixture
-def client(url):
-    return connect(url)
+url = studio_fixture(TINY)
 
 
 def two(client):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from studio import add, by_name, connect, render, start_studio
+from studio import add, by_name, render, studio_fixture
 from interp.settings import Settings
 
 TINY = Settings(frames=5, num_inference_steps=6, size=64, candidates=1, prompt="a photo")
@@ -13,16 +13,7 @@ SHOWN = ("state", "editor", "pose_json")
 TYPED = ("state", "editor", "pose_json", "frame_pose")
 
 
-@pytest.fixture(scope="module")
-def url():
-    demo, url = start_studio(TINY)
-    yield url
-    demo.close()
-
-
-@pytest.fixture
-def client(url):
-    return connect(url)
+url = studio_fixture(TINY)
 
 
 def person(x: float, y: float = 20) -> dict:

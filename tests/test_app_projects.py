@@ -8,18 +8,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from studio import add, by_name, connect, fetch, render, start_studio
+from studio import add, by_name, connect, fetch, render, studio_fixture
 from interp.settings import Settings
 
 TINY = Settings(frames=5, num_inference_steps=6, size=64, candidates=2, prompt="a photo",
                 rank_positive="a photo")
 
 
-@pytest.fixture(scope="module")
-def url():
-    demo, url = start_studio(TINY)
-    yield url
-    demo.close()
+url = studio_fixture(TINY)
 
 
 def load(url, project_file) -> tuple:

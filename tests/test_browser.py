@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from studio import EXAMPLES, start_studio
+from studio import EXAMPLES, studio_fixture
+from interp.settings import Settings
 
 pytestmark = pytest.mark.browser
 
@@ -26,14 +27,8 @@ POSE_JSON = "#interp-pose-json textarea"
 ADD = 'input[data-testid="Add images-upload-button"]'
 
 
-@pytest.fixture(scope="module")
-def url():
-    from interp.settings import Settings
-    tiny = Settings(frames=5, num_inference_steps=10, size=64, candidates=3, prompt="a photo",
-                    rank_positive="a photo")
-    demo, url = start_studio(tiny)
-    yield url
-    demo.close()
+url = studio_fixture(Settings(frames=5, num_inference_steps=10, size=64, candidates=3,
+                              prompt="a photo", rank_positive="a photo"))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +178,8 @@ def test_studio_flow(page, tmp_path):
 def _pose_editor(page) -> None:
     """Pose tab: load keyframe B's pose, add a person, drag the neck, remove and re-add an ear."""
     page.locator("#interp-keyframes .thumbnail-item").nth(1).click()
-    page.get_by_role("tab", name="Pose").click()
+    page.wait_for_function("() => document.querySelector('#interp-kf input')?.value == 'B'")
+    page.get_by_role("tab", name="Pose").click()     # after the click's own switch to Keyframe
     page.click("#interp-load-pose")
     page.wait_for_selector("#pose-editor svg.pe-svg")
     dismiss_toasts(page)  # "pose detection is unavailable" (no weights offline)

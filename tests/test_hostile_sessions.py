@@ -10,13 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hostile import alive
+from hostile import TINY, alive
 from studio import add, by_name, connect, start_studio
 from interp.exports import SESSION_PREFIX, remove_session_dirs
-from interp.settings import Settings
 from interp.video import read_video_frames
-
-TINY = Settings(frames=3, num_inference_steps=4, size=64, candidates=1, prompt="a photo")
 
 
 @pytest.fixture(scope="module")
