@@ -11,11 +11,13 @@ from PIL import Image
 
 from hostile import TINY, guard, raw, secret, studio  # noqa: F401 (the shared fixtures)
 from studio import EXAMPLES
+from ui.handlers import RENDER
 from interp.timeline import two_image
 
 REFUSED = "Keyframe {k}: this file cannot be used here"
 FAST = dict(frames=3, num_inference_steps=4, candidates=1)
-STRIP, RENDER_PROJECT = 1, 7   # in /interpolate's outputs (ui.handlers.RENDER, state first)
+# where the strip and the project file sit in /interpolate's raw outputs (the state comes first)
+STRIP, RENDER_PROJECT = (RENDER.index(n) for n in ("strip", "project"))
 
 
 def upload(raw, name="astronaut.jpg"):
@@ -145,16 +147,24 @@ def test_the_file_rule_refuses_with_one_message_before_any_file_is_touched(tmp_p
     from interp.errors import InputError
     from interp.session import Session
     from ui.sessions import Sessions
+    import threading
     rule, session = Sessions(), Session()
     rule.bind(SimpleNamespace(upload_file_set=set()))
+    messages = []
+
+    def attempt(payload):                 # in a thread of its own: the open log records it
+        try:
+            rule.add_keyframes(session, [payload])
+        except InputError as exc:
+            messages.append(str(exc))
     for payload in ({"path": str(secret / "secret.png")}, {"path": str(secret / "missing.png")},
                     {"path": str(secret / "inner")}, "/etc/shadow", {"url": "file:///etc/x"}):
-        with pytest.raises(InputError) as refused:
-            rule.add_keyframes(session, [payload])
-        assert str(refused.value) == REFUSED.format(k="A") + (
-            " (only images uploaded in this session and the examples can be opened): upload "
-            "the image again.")
-    assert session.slots == []
+        worker = threading.Thread(target=attempt, args=(payload,))
+        worker.start()
+        worker.join()
+    assert messages == [REFUSED.format(k="A") + " (only images uploaded in this session and the "
+                        "examples can be opened): upload the image again."] * 5
+    assert session.slots == []            # and the guard: no file of the secret folder opened
 
 
 # -- 2. bounds ------------------------------------------------------------------------------------
@@ -207,11 +217,27 @@ def test_a_huge_input_is_kept_at_the_largest_working_size(raw, tmp_path):
     reply = raw.call("interpolate", "huge", **FAST)
     project = json.loads(httpx_get(reply.data[RENDER_PROJECT]["url"]))
     png = base64.b64decode(project["keyframes"][0]["image"]["png"])
-    side = limits.current().size                                       # short side kept
-    assert Image.open(io.BytesIO(png)).size == (round(6000 * side / 4000), side)
+    assert limits.current().size == 1536                               # the built-in bound
+    assert Image.open(io.BytesIO(png)).size == (2304, 1536)            # 6000 x 4000, short side kept
 
 
 # -- 7. messages that name the field --------------------------------------------------------------
+
+def test_data_urls_and_oversized_uploads_never_reach_the_studio(raw, tmp_path, secret):
+    """Keyframes are uploads: Gradio's file widgets refuse a data: URL (no path, nothing to read)
+    and its upload route refuses a file over the upload limit, naming it."""
+    import httpx
+    for url in ("data:image/png;base64", "data:image/png;base64," + "A" * 4096):
+        reply = raw.call("add_keyframes", files=[{"url": url, "meta": {"_type": "gradio.FileData"}}])
+        assert reply.failed and not leaks(reply.text, secret)
+    big = tmp_path / "big.png"
+    with open(big, "wb") as handle:                  # 51 MB, over the 50 MB limit
+        handle.truncate(51 * 2**20)
+    with open(big, "rb") as handle:
+        reply = httpx.post(raw.url + "gradio_api/upload", files={"files": ("big.png", handle)},
+                           timeout=120)
+    assert reply.status_code == 413 and "52428800 bytes" in reply.text     # 50 MB
+
 
 def test_values_of_the_wrong_type_name_the_field(raw, tmp_path):
     two(raw, "types")
