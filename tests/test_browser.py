@@ -115,8 +115,10 @@ def test_studio_flow(page, tmp_path):
     shot(page, "01-start", full=False)
     add_images(page, "astronaut.jpg", "chelsea.jpg")
     add_images(page, "coffee.jpg")                                      # a third keyframe
-    page.locator("#interp-keyframes .thumbnail-item").nth(2).click()   # C opens in the inspector
-    page.wait_for_function("() => document.querySelector('#interp-kf input').value == 'C'")
+    for k, name in ((0, "A"), (2, "C")):     # each click opens that keyframe in the inspector
+        page.locator("#interp-keyframes .thumbnail-item").nth(k).click()
+        page.wait_for_function("n => document.querySelector('#interp-kf input')?.value == n",
+                               arg=name)
     page.locator("#interp-kf-prompt textarea").click()
     page.keyboard.type("a cup of coffee")          # typed: Gradio's input event, as a user's
     page.keyboard.press("Tab")                     # leaving the box updates the row
@@ -178,8 +180,11 @@ def test_studio_flow(page, tmp_path):
 def _pose_editor(page) -> None:
     """Pose tab: load keyframe B's pose, add a person, drag the neck, remove and re-add an ear."""
     page.locator("#interp-keyframes .thumbnail-item").nth(1).click()
-    page.wait_for_function("() => document.querySelector('#interp-kf input')?.value == 'B'")
-    page.get_by_role("tab", name="Pose").click()     # after the click's own switch to Keyframe
+    # the click answers by showing the Keyframe tab (the Frame tab is open now): wait for that,
+    # then open the Pose tab
+    page.get_by_role("tab", name="Keyframe", selected=True).wait_for()
+    page.get_by_role("tab", name="Pose").click()
+    page.get_by_role("tab", name="Pose", selected=True).wait_for()
     page.click("#interp-load-pose")
     page.wait_for_selector("#pose-editor svg.pe-svg")
     dismiss_toasts(page)  # "pose detection is unavailable" (no weights offline)
@@ -190,12 +195,13 @@ def _pose_editor(page) -> None:
     box = page.locator('#pose-editor circle[data-joint="1"]').bounding_box()
     stage = page.locator("#pose-editor svg.pe-svg").bounding_box()
     x, y = box["x"] + box["width"] / 2 + 2, box["y"] + box["height"] / 2 - 1  # off-centre grab
+    old = page.locator(POSE_JSON).input_value()       # before the drag: the server may be quick
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(x + 40, y + 24, steps=6)
     page.mouse.up()
     page.wait_for_function("([s, old]) => document.querySelector(s).value != old",
-                           arg=[POSE_JSON, page.locator(POSE_JSON).input_value()])
+                           arg=[POSE_JSON, old])
     assert neck_x(page) == pytest.approx(before + 40 * 64 / stage["width"], abs=0.05)
     page.locator('#pose-editor circle[data-joint="17"]').dblclick()  # remove the left ear
     page.wait_for_function(f"s => JSON.parse(document.querySelector(s).value).people[0]"
