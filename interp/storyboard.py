@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 from interp import limits
 from interp.errors import InputError
-from interp.images import load_image, prepare_images
+from interp.images import fit_image, load_image, prepare_images, working_size
 from interp.pose.keypoints import Pose, PoseUnavailable
 from interp.settings import Settings
 from interp.timeline import Keyframe, Segment, Timeline, keyframe_name
@@ -162,9 +162,17 @@ class Storyboard:
         self._check_count(len(self.slots))
         return prepare_images([s.image for s in self.slots], settings, native)
 
+    def keyframe_image(self, k: int, settings: Settings, native: int):
+        """Keyframe k at the working size (the size comes from the first keyframe, as the render's
+        does; only keyframe k is fitted)."""
+        self._check_count(len(self.slots))
+        first, image = self.slots[0].image, self._slot(k).image
+        return fit_image(image, working_size(first.width, first.height, settings, native),
+                         settings.fit)
+
     def keyframe_pose(self, k: int, settings: Settings, engine) -> tuple:
         """(pose, note) of keyframe k: drawn, else as the render detects it, else empty."""
-        image = self.prepared(settings, engine.bundle.native_size)[k]
+        image = self.keyframe_image(k, settings, engine.bundle.native_size)
         return pose_or_empty(engine, image, settings, self._slot(k).pose)
 
 

@@ -15,7 +15,6 @@ from interp.forms import edit_from_form, settings_from_form
 from interp.session import Session
 from interp.text import cut_words
 from interp.timeline import keyframe_name
-from interp.models.startup import model_settings
 
 FILES = ("video", "mp4", "gif", "zip", "project")     # what a finished render exports
 RENDER = ("state", "strip", "status", *FILES, "details")
@@ -28,7 +27,6 @@ class Studio:
         self.engine = engine
         self.sessions = sessions or Sessions()
         self.model = engine.bundle.identity
-        self.needs = model_settings(engine.bundle.name)   # e.g. the toy model's size and guidance
         self.zero = ZeroGpu(engine) if on_zero_gpu() else None   # a ZeroGPU Space's GPU calls
 
     def _runner(self, session: Session, settings, frame: Optional[int] = None,

@@ -105,7 +105,7 @@ class PoseSide:
                 raise gr.Error("Add images and pick a keyframe first.")
             k = whole(keyframe, "keyframe")
             settings = settings_from_form(knobs)
-            image = session.prepared(settings, self.engine.bundle.native_size)[k]
+            image = session.keyframe_image(k, settings, self.engine.bundle.native_size)
             pose, note = session.keyframe_pose(k, settings, self.engine)
             return (f"keyframe:{session.slots[k].id}", f"Keyframe {keyframe_name(k)}", image,
                     pose, note)
